@@ -1,0 +1,3 @@
+from aiprod_recipes.cli import main
+
+raise SystemExit(main())

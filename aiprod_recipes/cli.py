@@ -1,0 +1,130 @@
+"""``aiprod-recipes``: the command line.
+
+Exit codes: 0 success, 1 a stage failed or a check found a difference, 2 a bad spec or
+bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from aiprod_recipes import recipes, render
+from aiprod_recipes.registry import UnknownStage
+from aiprod_recipes.specio import DEFAULT_SPEC, SpecErrors, json_schema, load_spec, spec_to_toml
+
+EXIT_FAILED = 1
+EXIT_BAD_SPEC = 2
+
+
+def _print_spec_errors(e: SpecErrors) -> int:
+    print(f"{e.path}: {len(e.errors)} error(s)", file=sys.stderr)
+    for line in e.errors:
+        print(f"  {e.path}: {line}", file=sys.stderr)
+    return EXIT_BAD_SPEC
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    load_spec(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(spec_to_toml(load_spec(args.file)), end="")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    src = recipes.recipe_path(args.recipe)
+    dest = Path(args.file)
+    if dest.exists() and not args.force:
+        print(f"{dest} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    spec = load_spec(src)
+    shutil.copyfile(src, dest)
+    render.write(spec)
+    print(f"wrote {dest} from recipe {args.recipe!r} and re-rendered {render.DVC_YAML}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    if args.check:
+        if render.is_current(spec):
+            print(f"{render.DVC_YAML} is current")
+            return 0
+        print(f"{render.DVC_YAML} differs from the stage registry and {args.file}: "
+              "run `aiprod-recipes render`", file=sys.stderr)
+        return EXIT_FAILED
+    render.write(spec)
+    print(f"wrote {render.DVC_YAML}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aiprod_recipes.runtime import StageFailed, run_stage
+
+    try:
+        run_stage(args.stage, args.file)
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_setup_dvc(args: argparse.Namespace) -> int:
+    from aiprod_recipes.dvc_bare_params import write_pth
+
+    print(f"installed the bare `dvc exp run -S` hook: {write_pth()}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiprod-recipes", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help: str, spec_arg: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        if spec_arg:
+            sp.add_argument("--file", "-f", default=str(DEFAULT_SPEC), help="spec file")
+        return sp
+
+    v = add("validate", cmd_validate, "check a spec; print every error", spec_arg=False)
+    v.add_argument("file", nargs="?", default=str(DEFAULT_SPEC))
+    add("show", cmd_show, "print the resolved spec (defaults filled in)")
+    add("schema", cmd_schema, "print the JSON Schema of the spec", spec_arg=False)
+    i = add("init", cmd_init, "write params.toml from a recipe preset")
+    i.add_argument("--recipe", "-r", default="tiny", help=f"one of: {', '.join(recipes.names())}")
+    i.add_argument("--force", action="store_true", help="overwrite an existing spec file")
+    r = add("render", cmd_render, "write dvc.yaml from the stage registry")
+    r.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale")
+    run = add("run", cmd_run, "run one pipeline stage (what dvc.yaml calls)")
+    run.add_argument("stage")
+    add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
+        spec_arg=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecErrors as e:
+        return _print_spec_errors(e)
+    except (UnknownStage, recipes.UnknownRecipe) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+
+
+if __name__ == "__main__":
+    sys.exit(main())

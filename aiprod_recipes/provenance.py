@@ -1,0 +1,68 @@
+"""Provenance written beside every stage output: what produced it.
+
+It holds the resolved spec sections, package versions and digests of the inputs, and no
+timestamps, so identical inputs give a byte-identical file and DVC can skip downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "aiprod-recipes", "torch", "torchaudio", "ltx-core", "transformers", "peft", "accelerate",
+    "dvc", "msgspec", "safetensors", "av", "scenedetect-headless", "numpy",
+)
+FULL_HASH_LIMIT = 64 * 2**20
+"""Files up to this size are hashed whole; larger ones (checkpoints) by size, head and tail."""
+_SAMPLE = 2**20
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file; for very large files, of its size, first and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= FULL_HASH_LIMIT:
+            for chunk in iter(lambda: f.read(2**20), b""):
+                h.update(chunk)
+            return "sha256:" + h.hexdigest()
+        h.update(str(size).encode())
+        h.update(f.read(_SAMPLE))
+        f.seek(size - _SAMPLE)
+        h.update(f.read(_SAMPLE))
+    return "sampled-sha256:" + h.hexdigest()
+
+
+def path_digest(path: Path) -> str:
+    """Digest of a file or of a folder (relative names and file digests, sorted)."""
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(p.relative_to(path).as_posix().encode() + b"\0")
+        h.update(file_digest(p).encode() + b"\0")
+    return "tree-sha256:" + h.hexdigest()
+
+
+def write_provenance(out_dir: Path, record: dict[str, Any]) -> Path:
+    """Write provenance.json (sorted keys, stable formatting) into a stage's output."""
+    path = out_dir / "provenance.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

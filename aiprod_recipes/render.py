@@ -1,0 +1,63 @@
+"""dvc.yaml, rendered from the stage registry and the spec.
+
+The spec takes part because some dependencies are paths it names (the raw clips folder, a
+real checkpoint); the registry says everything else. Comparison is on parsed YAML, so
+formatting never makes the file look stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiprod_recipes.registry import StageDef, stage_deps, stages_for
+from aiprod_recipes.spec import Spec
+
+DVC_YAML = Path("dvc.yaml")
+SPEC_FILE = "params.toml"
+HEADER = (
+    "# Rendered from the stage registry (aiprod_recipes/registry.py) and params.toml by\n"
+    "# `aiprod-recipes render`. Do not edit: change the registry or the spec and re-render.\n"
+)
+
+
+def _outs(stage: StageDef) -> dict[str, list[Any]]:
+    """Outputs grouped by how dvc.yaml declares them (outs, metrics, plots)."""
+    grouped: dict[str, list[Any]] = {}
+    for out in stage.outputs():
+        entry: Any = {out.path: {"persist": True}} if out.persist else out.path
+        grouped.setdefault(out.kind, []).append(entry)
+    return grouped
+
+
+def render_stage(stage: StageDef, spec: Spec) -> dict[str, Any]:
+    """One dvc.yaml stage entry. Params are declared per stage with the explicit file name,
+    so dvc.lock records every section a stage reads."""
+    return {
+        "cmd": f"aiprod-recipes run {stage.name}",
+        "deps": stage_deps(stage, spec),
+        "params": [{SPEC_FILE: list(stage.sections)}],
+        **_outs(stage),
+    }
+
+
+def render(spec: Spec) -> dict[str, Any]:
+    """The whole dvc.yaml document for a spec."""
+    return {"stages": {s.name: render_stage(s, spec) for s in stages_for(spec)}}
+
+
+def render_text(spec: Spec) -> str:
+    return HEADER + yaml.safe_dump(render(spec), sort_keys=False, width=100)
+
+
+def is_current(spec: Spec, path: Path = DVC_YAML) -> bool:
+    """True when the file on disk parses to exactly what the registry renders."""
+    if not path.exists():
+        return False
+    return yaml.safe_load(path.read_text(encoding="utf-8")) == render(spec)
+
+
+def write(spec: Spec, path: Path = DVC_YAML) -> None:
+    path.write_text(render_text(spec), encoding="utf-8")

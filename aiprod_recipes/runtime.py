@@ -1,0 +1,92 @@
+"""The thin runtime: load the spec, run one stage, make its output atomic, record provenance.
+
+Everything a stage needs arrives through ``StagePaths``; stages never decide paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiprod_recipes.provenance import package_versions, path_digest, write_provenance
+from aiprod_recipes.registry import (
+    STAGES_DIR,
+    ModelPaths,
+    StageDef,
+    get_stage,
+    model_paths,
+    stage_deps,
+)
+from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import DEFAULT_SPEC, load_spec, section_values
+from aiprod_recipes.store.atomic import atomic_dir
+
+Report = dict[str, Any]
+
+
+class StageFailed(RuntimeError):
+    """A stage could not produce its output; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """The paths one stage run may touch."""
+
+    out: Path
+    """Temporary folder the stage writes into; it replaces the real output on success."""
+    previous: Path | None
+    """The output of the previous run (kept by DVC for persistent outputs), for reuse."""
+    raw_dir: Path
+    model: ModelPaths
+
+    def upstream(self, stage: str) -> Path:
+        """The finished output folder of another stage."""
+        return STAGES_DIR / stage
+
+
+class StageModule(Protocol):
+    def run(self, spec: Spec, paths: StagePaths) -> Report: ...
+
+
+def _check_inputs(stage: StageDef, spec: Spec) -> None:
+    """Fail before any work when an input is missing, naming it and who makes it."""
+    missing = [d for d in stage_deps(stage, spec) if not Path(d).exists()]
+    if missing:
+        hint = ", ".join(missing)
+        raise StageFailed(
+            f"stage {stage.name}: missing input(s): {hint} "
+            "(run the upstream stages first: `dvc repro` runs them in order)"
+        )
+
+
+def _provenance(stage: StageDef, spec: Spec, report: Report) -> dict[str, Any]:
+    return {
+        "stage": stage.name,
+        "spec": section_values(spec, stage.sections),
+        "packages": package_versions(),
+        "inputs": {d: path_digest(Path(d)) for d in stage_deps(stage, spec)},
+        "report": report,
+    }
+
+
+def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:
+    """Validate the whole spec, run one stage into a temporary folder, then swap it in."""
+    spec = load_spec(spec_path)
+    stage = get_stage(name, spec)
+    _check_inputs(stage, spec)
+    module: StageModule = importlib.import_module(stage.module)  # type: ignore[assignment]
+    final = stage.out_dir
+    previous = final if final.exists() else None
+    started = time.monotonic()
+    with atomic_dir(final) as tmp:
+        paths = StagePaths(out=tmp, previous=previous, raw_dir=Path(spec.data.raw_dir),
+                           model=model_paths(spec))
+        report = module.run(spec, paths)
+        write_provenance(tmp, _provenance(stage, spec, report))
+    summary = ", ".join(f"{k}={v}" for k, v in report.items())
+    print(f"[{name}] done in {time.monotonic() - started:.1f}s: {summary}", file=sys.stderr)
+    return report

@@ -1,0 +1,459 @@
+"""The recipe spec: every parameter of a run, declared once, with its default and constraint.
+
+A recipe is a TOML file (``params.toml`` by default) decoded into these Structs. Decoding is
+strict: an unknown key, a wrong type or a value out of range is an error that names the key.
+Rules that span several fields live in ``__post_init__``. Nothing here touches the disk, so a
+spec can be validated anywhere (an editor, CI, a machine without the data).
+
+Each field carries a one-line description in its ``Meta``; ``aiprod-recipes schema`` turns
+them into a JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "SECTIONS",
+    "Spec",
+]
+
+
+def _d(description: str, **constraints: object) -> Meta:
+    """A field's Meta: its description plus its constraints."""
+    return Meta(description=description, **constraints)  # type: ignore[arg-type]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=False):
+    """Strict base: unknown keys are errors, every field is keyword-only."""
+
+
+class SpecError(ValueError):
+    """Spec rules were broken; each line of the message is "dotted.key: what is allowed"."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _rules(*checks: tuple[bool, str, str]) -> None:
+    """Raise one SpecError listing every (ok, key, message) check that failed."""
+    problems = [f"{key}: {message}" for ok, key, message in checks if not ok]
+    if problems:
+        raise SpecError(problems)
+
+
+def _rule(ok: bool, key: str, message: str) -> None:
+    """A single cross-field rule."""
+    _rules((ok, key, message))
+
+
+# --------------------------------------------------------------------------- data / ingest
+
+Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
+PosFloat = Annotated[float, Meta(gt=0.0)]
+PosInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+Seed = Annotated[int, _d("Random seed.", ge=0, le=2**32 - 1)]
+
+
+class Data(Base):
+    """Where the raw clips are."""
+
+    raw_dir: Annotated[str, _d("Folder of raw clips (and sidecar captions).", min_length=1)] = (
+        "data/sample"
+    )
+    extensions: Annotated[
+        list[str], _d("File extensions treated as clips (lower case, with dot).", min_length=1)
+    ] = msgspec.field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
+
+    def __post_init__(self) -> None:
+        for ext in self.extensions:
+            _rule(ext.startswith(".") and ext == ext.lower(), "data.extensions",
+                  f"each extension is lower case and starts with a dot (got {ext!r})")
+
+
+class ContentDetector(Base, tag="content", tag_field="type"):
+    """PySceneDetect ContentDetector: cuts where HSV content changes quickly."""
+
+    threshold: Annotated[float, _d("Content change that marks a cut.", gt=0.0)] = 27.0
+
+
+class AdaptiveDetector(Base, tag="adaptive", tag_field="type"):
+    """PySceneDetect AdaptiveDetector: content change relative to a rolling average."""
+
+    adaptive_threshold: Annotated[float, _d("Ratio to the rolling average for a cut.", gt=0)] = 3.0
+    min_content_val: Annotated[float, _d("Minimum content change for a cut.", ge=0)] = 15.0
+    window_width: Annotated[int, _d("Frames each side in the rolling average.", ge=1)] = 2
+
+
+class ThresholdDetector(Base, tag="threshold", tag_field="type"):
+    """PySceneDetect ThresholdDetector: fades to and from black."""
+
+    threshold: Annotated[float, _d("Mean pixel intensity of a dark frame.", ge=0)] = 12.0
+    fade_bias: Annotated[float, _d("Where the cut lands in a fade (-1 start, +1 end).",
+                                   ge=-1.0, le=1.0)] = 0.0
+
+
+class HistogramDetector(Base, tag="histogram", tag_field="type"):
+    """PySceneDetect HistogramDetector: cuts on YUV histogram distance."""
+
+    threshold: Annotated[float, _d("Histogram difference that marks a cut.", gt=0, le=1)] = 0.05
+    bins: Annotated[int, _d("Histogram bins.", ge=2, le=256)] = 256
+
+
+class NoDetector(Base, tag="none", tag_field="type"):
+    """No scene detection: each clip is one scene (then split by max_duration_s)."""
+
+
+Detector = ContentDetector | AdaptiveDetector | ThresholdDetector | HistogramDetector | NoDetector
+
+
+class Ingest(Base):
+    """Scene splitting and clip normalisation."""
+
+    detector: Detector = msgspec.field(default_factory=ContentDetector)
+    min_scene_frames: Annotated[int, _d("Minimum scene length the detector reports.", ge=1)] = 15
+    min_duration_s: Annotated[float, _d("Scenes shorter than this are dropped.", gt=0)] = 1.0
+    max_duration_s: Annotated[float, _d("Scenes longer than this are split.", gt=0)] = 10.0
+    fps: Annotated[float, _d("Frame rate of the normalised clips.", gt=0, le=240)] = 24.0
+    max_width: Annotated[int, _d("Frames wider than this are rejected.", ge=32)] = 7680
+    max_height: Annotated[int, _d("Frames taller than this are rejected.", ge=32)] = 4320
+    crf: Annotated[int, _d("H.264 quality of the normalised clips (lower is better).",
+                           ge=0, le=51)] = 18
+    strict: Annotated[bool, _d("Fail on the first bad input instead of skipping it.")] = False
+
+    def __post_init__(self) -> None:
+        _rule(self.max_duration_s >= self.min_duration_s, "ingest.max_duration_s",
+              f"must be >= ingest.min_duration_s ({self.min_duration_s})")
+
+
+# --------------------------------------------------------------------------- caption
+
+class SidecarCaptions(Base, tag="sidecar", tag_field="type"):
+    """Captions from files next to the clips (.txt/.json/.jsonl/.csv) or one manifest file."""
+
+    manifest: Annotated[str, _d("One caption file for all clips, relative to data.raw_dir; "
+                                "empty: per-clip sidecar files.")] = ""
+
+
+class QwenOmniCaptioner(Base, tag="qwen_omni", tag_field="type"):
+    """A local Qwen2.5-Omni model through transformers."""
+
+    model_dir: Annotated[str, _d("Folder with the Qwen2.5-Omni weights.", min_length=1)]
+    load_in_8bit: Annotated[bool, _d("Load the weights in 8 bit through bitsandbytes.")] = False
+    num_frames: Annotated[int, _d("Frames sampled from each clip.", ge=1, le=64)] = 8
+    max_new_tokens: Annotated[int, _d("Longest caption in tokens.", ge=1, le=4096)] = 256
+    device: Annotated[str, _d("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+
+
+class GeminiCaptioner(Base, tag="gemini", tag_field="type"):
+    """The Gemini API through google-genai; the key is read from an environment variable."""
+
+    model: Annotated[str, _d("Gemini model name.", min_length=1)] = "gemini-2.5-flash"
+    api_key_env: Annotated[str, _d("Environment variable holding the API key.",
+                                   min_length=1)] = "GEMINI_API_KEY"
+    base_url: Annotated[str, _d("API endpoint; empty for Google's default.")] = ""
+    max_retries: Annotated[int, _d("Retries on rate limits and server errors.", ge=0)] = 5
+    timeout_s: Annotated[float, _d("Per-request timeout in seconds.", gt=0)] = 120.0
+
+
+Captioner = SidecarCaptions | QwenOmniCaptioner | GeminiCaptioner
+
+DEFAULT_INSTRUCTION = (
+    "Describe this video clip for training a video generation model. In one paragraph, say "
+    "what is seen (subjects, actions, setting, camera, lighting), what is said (quote speech), "
+    "other sounds and music, and any on-screen text. Write only the description."
+)
+
+
+class Caption(Base):
+    """Captioning: the backend, the instruction, cleanup and the trigger word."""
+
+    backend: Captioner = msgspec.field(default_factory=SidecarCaptions)
+    instruction: Annotated[str, _d("What the model captioners are asked.",
+                                   min_length=1)] = DEFAULT_INSTRUCTION
+    trigger_word: Annotated[str, _d("Prepended to every caption (empty: none).")] = ""
+    on_missing: Annotated[Literal["error", "drop"],
+                          _d("A clip without a caption stops the stage or is dropped.")] = "error"
+    clean: Annotated[bool, _d("Strip model preambles, markdown and quotes.")] = True
+
+
+# --------------------------------------------------------------------------- model
+
+class TinyModel(Base, tag="tiny", tag_field="type"):
+    """A tiny, seeded, randomly initialised LTX-2 built by the pipeline (CPU smoke runs)."""
+
+    seed: Seed = 0
+    layers: Annotated[int, _d("Transformer blocks.", ge=1, le=8)] = 2
+
+
+class CheckpointModel(Base, tag="checkpoint", tag_field="type"):
+    """A real LTX-2 single-file checkpoint and a Gemma folder."""
+
+    path: Annotated[str, _d("LTX-2 .safetensors checkpoint.", min_length=1)]
+    gemma_dir: Annotated[str, _d("Folder with the Gemma-3 text encoder and tokenizer.",
+                                 min_length=1)]
+
+
+class Model(Base):
+    """The base model and where it runs."""
+
+    source: TinyModel | CheckpointModel = msgspec.field(default_factory=TinyModel)
+    dtype: Annotated[Literal["bfloat16", "float32"], _d("Weights dtype.")] = "bfloat16"
+    device: Annotated[str, _d("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+
+
+class TextEncoder(Base):
+    """Gemma text features (the LTX-2 text path before the connectors)."""
+
+    max_tokens: Annotated[int, _d("Padded token count (multiple of 128).", ge=128, le=4096)] = 128
+    batch_size: PosInt = 8
+
+    def __post_init__(self) -> None:
+        _rule(self.max_tokens % 128 == 0, "text_encoder.max_tokens",
+              f"must be a multiple of 128 (the connectors' register count), got {self.max_tokens}")
+
+
+# --------------------------------------------------------------------------- latents
+
+class Bucket(Base):
+    """A resolution/frame bucket: width x height x frames."""
+
+    width: Annotated[int, _d("Width in pixels (multiple of 32).", ge=32, le=8192)]
+    height: Annotated[int, _d("Height in pixels (multiple of 32).", ge=32, le=8192)]
+    frames: Annotated[int, _d("Frames (8k + 1).", ge=1, le=1025)]
+
+
+def bucket_checks(b: Bucket, key: str) -> list[tuple[bool, str, str]]:
+    """LTX-2's shape rules: W and H multiples of 32, frames = 8k + 1."""
+    return [
+        (b.width % 32 == 0, f"{key}.width", f"must be a multiple of 32, got {b.width}"),
+        (b.height % 32 == 0, f"{key}.height", f"must be a multiple of 32, got {b.height}"),
+        ((b.frames - 1) % 8 == 0, f"{key}.frames",
+         f"must be 8k + 1 (1, 9, 17, ..., 121), got {b.frames}"),
+    ]
+
+
+class Video(Base):
+    """Video latents: buckets, cropping, VAE encoding."""
+
+    buckets: Annotated[list[Bucket], _d("Resolution/frame buckets.", min_length=1)] = (
+        msgspec.field(default_factory=lambda: [Bucket(width=768, height=512, frames=121)])
+    )
+    crop: Annotated[Literal["center", "random"], _d("How a frame is cropped to its bucket.")] = (
+        "center"
+    )
+    seed: Seed = 0
+    batch_size: PosInt = 1
+    tiled_encode: Annotated[bool, _d("Encode large frames in tiles to save memory.")] = False
+
+    def __post_init__(self) -> None:
+        _rules(*(check for i, b in enumerate(self.buckets)
+                 for check in bucket_checks(b, f"video.buckets[{i}]")))
+
+
+class Audio(Base):
+    """Audio latents (16 kHz log-mel through the audio VAE)."""
+
+    enabled: Annotated[bool, _d("Encode audio latents.")] = True
+    on_missing: Annotated[Literal["silence", "skip"],
+                          _d("A clip without sound gets silence or is skipped.")] = "silence"
+
+
+class Reference(Base):
+    """Canny-edge reference videos for IC-LoRA (video-to-video)."""
+
+    enabled: Annotated[bool, _d("Compute reference latents.")] = False
+    canny_low: Annotated[int, _d("Canny lower hysteresis threshold.", ge=0, le=1000)] = 100
+    canny_high: Annotated[int, _d("Canny upper hysteresis threshold.", ge=0, le=1000)] = 200
+    downscale: Annotated[int, _d("Reference resolution divisor (1, 2, 4).", ge=1, le=8)] = 1
+
+    def __post_init__(self) -> None:
+        _rule(self.canny_high >= self.canny_low, "reference.canny_high",
+              f"must be >= reference.canny_low ({self.canny_low})")
+
+
+class Split(Base):
+    """Train/validation split by content hash."""
+
+    val_fraction: Annotated[float, _d("Share of clips held out.", ge=0.0, lt=1.0)] = 0.2
+    seed: Seed = 0
+
+
+# --------------------------------------------------------------------------- training
+
+class TextToVideo(Base, tag="text_to_video", tag_field="type"):
+    """Text-to-video, optionally with the audio branch (joint audio-video)."""
+
+    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = True
+    independent_audio_timestep: Annotated[
+        bool, _d("Draw the audio noise level independently of the video's.")] = True
+
+
+class ImageToVideo(Base, tag="image_to_video", tag_field="type"):
+    """Image-to-video: the first latent frame is kept clean (timestep 0, no loss)."""
+
+    first_frame_p: Annotated[float, _d("Probability of conditioning on the first frame.",
+                                       ge=0.0, le=1.0)] = 0.9
+    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = True
+    independent_audio_timestep: Annotated[
+        bool, _d("Draw the audio noise level independently of the video's.")] = True
+
+
+class VideoToVideo(Base, tag="video_to_video", tag_field="type"):
+    """Video-to-video IC-LoRA: reference tokens at timestep 0, loss on the target only."""
+
+    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = False
+    independent_audio_timestep: Annotated[
+        bool, _d("Draw the audio noise level independently of the video's.")] = True
+
+
+Strategy = TextToVideo | ImageToVideo | VideoToVideo
+
+DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+class Lora(Base):
+    """LoRA adapter shape (peft)."""
+
+    rank: Annotated[int, _d("LoRA rank.", ge=1, le=1024)] = 16
+    alpha: Annotated[float, _d("LoRA alpha (scale = alpha / rank).", gt=0)] = 16.0
+    dropout: Annotated[float, _d("LoRA dropout.", ge=0.0, lt=1.0)] = 0.0
+    target_modules: Annotated[list[str], _d("Module name suffixes that get adapters.",
+                                            min_length=1)] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_TARGETS))
+
+
+class Optim(Base):
+    """Optimiser and learning-rate schedule."""
+
+    optimizer: Annotated[Literal["adamw", "adamw8bit"], _d("AdamW or 8-bit AdamW.")] = (
+        "adamw"
+    )
+    learning_rate: Annotated[float, _d("Peak learning rate, in (0, 1).")] = 1e-4
+    weight_decay: Annotated[float, _d("Decoupled weight decay.", ge=0.0)] = 0.0
+    betas: Annotated[tuple[float, float], _d("Adam betas.")] = (0.9, 0.999)
+    eps: Annotated[float, _d("Adam epsilon.", gt=0)] = 1e-8
+    scheduler: Annotated[Literal["constant", "linear", "cosine"], _d("LR schedule.")] = "constant"
+    warmup_steps: Annotated[int, _d("Linear warm-up steps.", ge=0)] = 0
+    max_grad_norm: Annotated[float, _d("Gradient clipping norm (0: off).", ge=0.0)] = 1.0
+
+    def __post_init__(self) -> None:
+        _rule(0.0 < self.learning_rate < 1.0, "optim.learning_rate",
+              f"must be in (0, 1), got {self.learning_rate}")
+        _rule(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas",
+              f"each beta must be in [0, 1), got {list(self.betas)}")
+
+
+class Train(Base):
+    """The training loop."""
+
+    mode: Annotated[Literal["lora", "full"], _d("LoRA adapter or full fine-tune.")] = "lora"
+    steps: Annotated[int, _d("Optimiser steps.", ge=1)] = 1000
+    batch_size: PosInt = 1
+    gradient_accumulation_steps: PosInt = 1
+    gradient_checkpointing: Annotated[bool, _d("Recompute activations in backward.")] = False
+    mixed_precision: Annotated[Literal["no", "bf16"], _d("Autocast precision.")] = "bf16"
+    seed: Seed = 42
+    checkpoint_every: Annotated[int, _d("Steps between resumable checkpoints (0: off).", ge=0)] = (
+        250
+    )
+    log_every: Annotated[int, _d("Steps between metric logs.", ge=1)] = 10
+
+    def __post_init__(self) -> None:
+        _rule(self.checkpoint_every <= self.steps, "train.checkpoint_every",
+              f"must be <= train.steps ({self.steps})")
+
+
+class Flow(Base):
+    """Flow-matching noise-level sampling."""
+
+    timestep_sampler: Annotated[Literal["uniform", "shifted_logit_normal"],
+                                _d("How noise levels are drawn.")] = "shifted_logit_normal"
+    logit_mean: Annotated[float, _d("Mean of the logit-normal.")] = 0.0
+    logit_std: Annotated[float, _d("Std of the logit-normal.", gt=0)] = 1.0
+    base_shift: Annotated[float, _d("Shift at min_tokens.")] = 0.95
+    max_shift: Annotated[float, _d("Shift at max_tokens.")] = 2.05
+    min_tokens: Annotated[int, _d("Token count where base_shift applies.", ge=1)] = 1024
+    max_tokens: Annotated[int, _d("Token count where max_shift applies.", ge=1)] = 4096
+    stretch: Annotated[bool, _d("Stretch sampled levels to cover [eps, 1].")] = False
+
+    def __post_init__(self) -> None:
+        _rule(self.max_tokens > self.min_tokens, "flow.max_tokens",
+              f"must be > flow.min_tokens ({self.min_tokens})")
+
+
+class Quant(Base):
+    """Quantization of the frozen base under the LoRA (optimum-quanto)."""
+
+    base: Annotated[Literal["none", "int8", "fp8"], _d("Frozen base weights precision.")] = "none"
+
+
+class Eval(Base):
+    """Validation sampling and held-out metrics."""
+
+    prompts: Annotated[list[str], _d("Prompts to sample; empty: the val clips' captions.")] = (
+        msgspec.field(default_factory=list)
+    )
+    max_samples: Annotated[int, _d("Most samples generated.", ge=0)] = 4
+    bucket: Bucket = msgspec.field(default_factory=lambda: Bucket(width=768, height=512,
+                                                                  frames=121))
+    steps: Annotated[int, _d("Euler sampling steps.", ge=1, le=500)] = 30
+    cfg_scale: Annotated[float, _d("Classifier-free guidance scale (1: off).", ge=1.0)] = 3.0
+    stg_scale: Annotated[float, _d("Spatio-temporal guidance scale (0: off).", ge=0.0)] = 1.0
+    stg_blocks: Annotated[list[int], _d("Transformer blocks skipped for STG.")] = (
+        msgspec.field(default_factory=lambda: [1])
+    )
+    negative_prompt: Annotated[str, _d("Negative prompt for CFG.")] = ""
+    seed: Seed = 0
+    loss_levels: Annotated[list[float], _d("Noise levels of the held-out loss.",
+                                           min_length=1)] = msgspec.field(
+        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+
+    def __post_init__(self) -> None:
+        _rules(*bucket_checks(self.bucket, "eval.bucket"),
+               *((0.0 < s < 1.0, "eval.loss_levels", f"each level must be in (0, 1), got {s}")
+                 for s in self.loss_levels))
+
+
+# --------------------------------------------------------------------------- the whole spec
+
+class Spec(Base):
+    """A whole fine-tuning run."""
+
+    data: Data = msgspec.field(default_factory=Data)
+    ingest: Ingest = msgspec.field(default_factory=Ingest)
+    caption: Caption = msgspec.field(default_factory=Caption)
+    model: Model = msgspec.field(default_factory=Model)
+    text_encoder: TextEncoder = msgspec.field(default_factory=TextEncoder)
+    video: Video = msgspec.field(default_factory=Video)
+    audio: Audio = msgspec.field(default_factory=Audio)
+    reference: Reference = msgspec.field(default_factory=Reference)
+    split: Split = msgspec.field(default_factory=Split)
+    strategy: Strategy = msgspec.field(default_factory=TextToVideo)
+    lora: Lora = msgspec.field(default_factory=Lora)
+    optim: Optim = msgspec.field(default_factory=Optim)
+    train: Train = msgspec.field(default_factory=Train)
+    flow: Flow = msgspec.field(default_factory=Flow)
+    quant: Quant = msgspec.field(default_factory=Quant)
+    eval: Eval = msgspec.field(default_factory=Eval)
+
+    def __post_init__(self) -> None:
+        ic = isinstance(self.strategy, VideoToVideo)
+        _rules(
+            (not ic or self.train.mode == "lora", "train.mode",
+             'strategy.type = "video_to_video" (IC-LoRA) needs train.mode = "lora"'),
+            (not ic or self.reference.enabled, "reference.enabled",
+             'strategy.type = "video_to_video" (IC-LoRA) needs reference.enabled = true'),
+            (self.quant.base == "none" or self.train.mode == "lora", "quant.base",
+             'a quantized base can only be trained through a LoRA (train.mode = "lora")'),
+            (not self.strategy.with_audio or self.audio.enabled, "audio.enabled",
+             "strategy.with_audio = true needs audio.enabled = true"),
+        )
+
+
+SECTIONS: tuple[str, ...] = tuple(Spec.__struct_fields__)

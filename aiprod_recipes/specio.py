@@ -1,0 +1,149 @@
+"""Reading a recipe file into a Spec, reporting every error with its file and dotted key.
+
+msgspec stops at the first error it meets. A person fixing a recipe wants them all at once,
+so the document is first checked field by field against the Struct types (unknown keys,
+types, ``Meta`` constraints), and only when that is clean is the whole document decoded,
+which runs the cross-field rules in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+import msgspec
+import tomlkit
+import tomllib
+
+from aiprod_recipes.spec import Spec, SpecError
+
+DEFAULT_SPEC = Path("params.toml")
+
+
+class SpecErrors(Exception):
+    """One or more problems in a recipe file; ``errors`` holds one line per problem."""
+
+    def __init__(self, path: Path | str, errors: list[str]) -> None:
+        self.path = str(path)
+        self.errors = errors
+        super().__init__("\n".join(f"{self.path}: {e}" for e in errors))
+
+
+_AT = re.compile(r"\s*-\s*at `\$(?P<path>[^`]*)`$")
+
+
+_RULE_LINE = re.compile(r"^[a-z_]+(\.[a-z_0-9\[\]]+)*: ")
+
+
+def _msgspec_messages(err: msgspec.ValidationError, prefix: str, value: Any = None) -> list[str]:
+    """Turn msgspec's "Expected ... - at `$.a.b`" into "a.b: expected ... (got ...)".
+
+    Errors raised by our own cross-field rules already start with their dotted key; msgspec
+    wraps them with the location of the Struct, which is dropped.
+    """
+    text = str(err)
+    m = _AT.search(text)
+    sub = m.group("path") if m else ""
+    if m:
+        text = text[: m.start()]
+    if _RULE_LINE.match(text):
+        return text.splitlines()
+    key = (prefix + sub).lstrip(".") or "(top level)"
+    text = text.replace("Object contains unknown field", "unknown key")
+    text = text[0].lower() + text[1:] if text else "invalid value"
+    if not sub and ", got" not in text and value is not None and not isinstance(value, dict | list):
+        text += f" (got {value!r})"
+    return [f"{key}: {text}"]
+
+
+def _struct_of(tp: Any) -> type[msgspec.Struct] | None:
+    """The plain (untagged) Struct type behind an annotation, if any."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp if tp.__struct_config__.tag is None else None
+    return None
+
+
+def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]:
+    """Check ``doc`` against ``cls`` field by field, collecting every error."""
+    if not isinstance(doc, dict):
+        return [f"{prefix or '(top level)'}: expected a table, got {type(doc).__name__}"]
+    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    errors = [
+        f"{prefix}{key}: unknown key; allowed keys: {', '.join(sorted(fields))}"
+        for key in doc
+        if key not in fields
+    ]
+    for name, field in fields.items():
+        key = prefix + name
+        if name not in doc:
+            if field.required:
+                errors.append(f"{key}: required key is missing")
+            continue
+        sub = _struct_of(field.type)
+        if sub is not None:
+            sub_errors = _field_errors(sub, doc[name], key + ".")
+            errors.extend(sub_errors)
+            if sub_errors:
+                continue
+        try:
+            msgspec.convert(doc[name], field.type, strict=True)
+        except msgspec.ValidationError as e:
+            errors.extend(_msgspec_messages(e, key, doc[name]))
+        except SpecError as e:
+            errors.extend(e.problems)
+    return errors
+
+
+def decode_spec(doc: dict[str, Any]) -> Spec:
+    """Decode a parsed TOML document into a Spec; raises SpecErrors (file name "<spec>")."""
+    return _decode(doc, "<spec>")
+
+
+def _decode(doc: dict[str, Any], path: str) -> Spec:
+    errors = _field_errors(Spec, doc, "")
+    if errors:
+        raise SpecErrors(path, errors)
+    try:
+        return msgspec.convert(doc, Spec, strict=True)
+    except SpecError as e:
+        raise SpecErrors(path, e.problems) from None
+    except msgspec.ValidationError as e:
+        raise SpecErrors(path, _msgspec_messages(e, "")) from None
+
+
+def load_spec(path: Path | str = DEFAULT_SPEC) -> Spec:
+    """Read and validate a recipe file. Raises SpecErrors listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecErrors(path, ["file not found (create one with `aiprod-recipes init`)"]) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecErrors(path, [f"not valid TOML: {e}"]) from None
+    return _decode(doc, str(path))
+
+
+def spec_to_builtins(spec: Spec) -> dict[str, Any]:
+    """The resolved spec (defaults filled in) as plain Python values."""
+    return msgspec.to_builtins(spec)
+
+
+def spec_to_toml(spec: Spec) -> str:
+    """The resolved spec as TOML text (what `aiprod-recipes show` prints)."""
+    return tomlkit.dumps(spec_to_builtins(spec))
+
+
+def section_values(spec: Spec, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The resolved values of some sections: what a stage's provenance and item keys record."""
+    full = spec_to_builtins(spec)
+    return {name: full[name] for name in sections}
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema of the spec, with every field's description, for editors."""
+    return msgspec.json.schema(Spec)

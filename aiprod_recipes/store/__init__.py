@@ -1,0 +1,1 @@
+"""Storage: atomic outputs, safetensors shards with JSONL manifests, per-item reuse."""

@@ -1,0 +1,48 @@
+"""Shared test helpers: the venv's executables and throw-away git + DVC repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run_cmd(args: list[str], cwd: Path, check: bool = True, env: dict | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run a command with the venv first on PATH; show its output when it fails."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, text=True, capture_output=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
+            f"stderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def init_git_dvc(path: Path) -> Path:
+    """A fresh git + DVC repository with a committer identity and analytics off."""
+    path.mkdir(parents=True, exist_ok=True)
+    run_cmd(["git", "init", "-q", "-b", "main"], path)
+    run_cmd(["git", "config", "user.email", "test@example.com"], path)
+    run_cmd(["git", "config", "user.name", "test"], path)
+    run_cmd([str(BIN / "dvc"), "init", "-q"], path)
+    run_cmd([str(BIN / "dvc"), "config", "core.analytics", "false"], path)
+    return path
+
+
+def git_commit(path: Path, message: str = "commit") -> None:
+    run_cmd(["git", "add", "-A"], path)
+    run_cmd(["git", "commit", "-q", "-m", message], path)
+
+
+@pytest.fixture
+def git_dvc_repo(tmp_path: Path) -> Path:
+    return init_git_dvc(tmp_path / "repo")

@@ -1,0 +1,56 @@
+"""dvc.yaml is rendered from the registry; the committed one must match."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from aiprod_recipes import render
+from aiprod_recipes.cli import main
+from aiprod_recipes.registry import STAGES_DIR, stages_for
+from aiprod_recipes.specio import decode_spec, load_spec
+from tests.conftest import REPO
+
+
+def test_committed_dvc_yaml_matches_the_registry() -> None:
+    spec = load_spec(REPO / "params.toml")
+    committed = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert committed == render.render(spec), "run `aiprod-recipes render`"
+
+
+def test_check_flags_a_stale_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "params.toml").write_text((REPO / "params.toml").read_text())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["render"]) == 0
+        assert main(["render", "--check"]) == 0
+        doc = yaml.safe_load(Path("dvc.yaml").read_text())
+        doc["stages"]["extra"] = {"cmd": "true"}
+        Path("dvc.yaml").write_text(yaml.safe_dump(doc))
+        assert main(["render", "--check"]) == 1
+        assert "aiprod-recipes render" in capsys.readouterr().err
+    finally:
+        os.chdir(cwd)
+
+
+def test_every_stage_declares_params_and_writes_under_data_stages() -> None:
+    spec = decode_spec({})
+    for stage in stages_for(spec):
+        entry = render.render_stage(stage, spec)
+        assert entry["params"] == [{"params.toml": list(stage.sections)}]
+        assert entry["cmd"] == f"aiprod-recipes run {stage.name}"
+        for out in stage.outputs():
+            assert Path(out.path).is_relative_to(STAGES_DIR)
+
+
+def test_a_real_checkpoint_is_a_dependency() -> None:
+    spec = decode_spec({"model": {"source": {"type": "checkpoint", "path": "m/ltx.safetensors",
+                                             "gemma_dir": "m/gemma"}}})
+    names = [s.name for s in stages_for(spec)]
+    assert "base" not in names
+    for stage in stages_for(spec):
+        if stage.uses_model:
+            assert "m/ltx.safetensors" in render.render_stage(stage, spec)["deps"]

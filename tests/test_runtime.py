@@ -1,0 +1,41 @@
+"""The runtime's promises: atomic outputs and a clear failure for an unknown stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiprod_recipes.cli import main
+from aiprod_recipes.store.atomic import atomic_dir, atomic_write_bytes
+
+
+def test_failed_stage_leaves_previous_output(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (final / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_killed_run_leftovers_are_cleaned(tmp_path: Path) -> None:
+    final = tmp_path / "out"
+    (tmp_path / ".out.tmp-999").mkdir()
+    (tmp_path / ".out.tmp-999" / "partial").write_text("x")
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_write_bytes(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "d" / "f.bin", b"abc")
+    assert (tmp_path / "d" / "f.bin").read_bytes() == b"abc"
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["f.bin"]
+
+
+def test_unknown_stage(capsys) -> None:
+    assert main(["run", "no-such-stage"]) == 2
+    assert "unknown stage" in capsys.readouterr().err
