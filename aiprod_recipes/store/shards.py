@@ -1,0 +1,157 @@
+"""Per-item stage outputs: many items per safetensors shard, plus a JSONL manifest.
+
+DVC's cost is per file, so one file per clip stops scaling past ~10k clips. Items go to the
+shard named by the first hex digits of their key, so adding one item rewrites one shard
+and the rest keep their hashes. Each item is keyed by everything that produced it
+(``item_key``); a rerun copies the items whose key is unchanged from the previous output and
+computes only the rest. Writing is streamed shard by shard (items arrive in key order), so
+memory does not grow with the number of items.
+
+Identical inputs give byte-identical shards and manifests: no timestamps, sorted names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.jsonl"
+PREFIX_LEN = 2
+"""Shard by the first two hex digits of the key: at most 256 shards."""
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the form that is hashed and written."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def item_key(**parts: Any) -> str:
+    """The key of an item: a digest of everything that shapes it (content hash, the stage's
+    params, the model fingerprint) and the store's format version."""
+    doc = canonical_json({"format": FORMAT_VERSION, **parts})
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+
+def shard_name(key: str) -> str:
+    return f"shard-{key[:PREFIX_LEN]}.safetensors"
+
+
+class ShardReader:
+    """Read a stage output: the manifest rows and the tensors of any item."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.rows: list[dict[str, Any]] = []
+        path = folder / MANIFEST
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                self.rows = [json.loads(line) for line in f if line.strip()]
+        self.by_key = {row["key"]: row for row in self.rows}
+        self.by_item = {row["item"]: row for row in self.rows}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.by_key
+
+    def tensors(self, key: str) -> dict[str, torch.Tensor]:
+        """The tensors stored for one item."""
+        row = self.by_key[key]
+        with safe_open(self.folder / row["shard"], framework="pt") as f:
+            return {name: f.get_tensor(f"{key}.{name}") for name in row["tensors"]}
+
+    def item_tensors(self, item: str) -> dict[str, torch.Tensor]:
+        return self.tensors(self.by_item[item]["key"])
+
+
+def open_previous(folder: Path | None) -> ShardReader | None:
+    """The previous output as a reuse source, when there is one with a manifest."""
+    if folder is None or not (folder / MANIFEST).exists():
+        return None
+    return ShardReader(folder)
+
+
+class ShardWriter:
+    """Write items, in key order, into prefix shards; reuse unchanged items from ``previous``.
+
+    Use as a context manager; ``close`` writes the last shard and the manifest.
+    """
+
+    def __init__(self, folder: Path, previous: ShardReader | None = None) -> None:
+        self.folder = folder
+        self.previous = previous
+        self.rows: list[dict[str, Any]] = []
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_shard: str | None = None
+        self._last_key = ""
+        self.computed = 0
+        self.reused = 0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is None:
+            self.close()
+
+    def can_reuse(self, key: str) -> bool:
+        return self.previous is not None and key in self.previous
+
+    def reuse(self, key: str, item: str) -> None:
+        """Copy an unchanged item from the previous output."""
+        assert self.previous is not None
+        row = self.previous.by_key[key]
+        meta = {k: v for k, v in row.items() if k not in ("key", "item", "shard", "tensors")}
+        self._add(key, item, self.previous.tensors(key), meta)
+        self.reused += 1
+
+    def add(self, key: str, item: str, tensors: dict[str, torch.Tensor],
+            meta: dict[str, Any] | None = None) -> None:
+        """Store a freshly computed item."""
+        self._add(key, item, tensors, meta or {})
+        self.computed += 1
+
+    def _add(self, key: str, item: str, tensors: dict[str, torch.Tensor],
+             meta: dict[str, Any]) -> None:
+        if key <= self._last_key:
+            raise ValueError(f"items must be added in increasing key order ({key} after "
+                             f"{self._last_key}) and once each")
+        self._last_key = key
+        shard = shard_name(key)
+        if shard != self._pending_shard:
+            self._flush()
+            self._pending_shard = shard
+        for name, t in tensors.items():
+            self._pending[f"{key}.{name}"] = t.detach().to("cpu").contiguous()
+        self.rows.append({**meta, "key": key, "item": item, "shard": shard,
+                          "tensors": sorted(tensors)})
+
+    def _flush(self) -> None:
+        if self._pending_shard is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_file(dict(sorted(self._pending.items())), str(self.folder / self._pending_shard),
+                  metadata={"format": str(FORMAT_VERSION)})
+        self._pending = {}
+        self._pending_shard = None
+
+    def close(self) -> None:
+        self._flush()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lines = [canonical_json(row) for row in sorted(self.rows, key=lambda r: r["item"])]
+        (self.folder / MANIFEST).write_text("".join(line + "\n" for line in lines),
+                                            encoding="utf-8")
+
+
+def iter_rows(folder: Path) -> Iterator[dict[str, Any]]:
+    """Manifest rows of a stage output, without opening any shard."""
+    yield from ShardReader(folder).rows

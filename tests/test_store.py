@@ -1,0 +1,70 @@
+"""Shards and manifests: prefix sharding, reuse by key, byte-identical output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aiprod_recipes.store.shards import (
+    MANIFEST,
+    ShardReader,
+    ShardWriter,
+    item_key,
+    open_previous,
+)
+
+
+def _write(folder: Path, items: dict[str, int], previous: Path | None = None) -> ShardWriter:
+    keyed = sorted((item_key(item=name, value=v), name, v) for name, v in items.items())
+    with ShardWriter(folder, open_previous(previous)) as w:
+        for key, name, v in keyed:
+            if w.can_reuse(key):
+                w.reuse(key, name)
+            else:
+                g = torch.Generator().manual_seed(v)
+                w.add(key, name, {"x": torch.randn(3, 4, generator=g).bfloat16(),
+                                  "n": torch.tensor([v])}, {"value": v})
+    return w
+
+
+def test_round_trip_and_reuse(tmp_path: Path) -> None:
+    items = {f"clip{i}": i for i in range(20)}
+    _write(tmp_path / "a", items)
+    reader = ShardReader(tmp_path / "a")
+    assert len(reader) == 20
+    assert reader.item_tensors("clip7")["n"].item() == 7
+    assert reader.by_item["clip7"]["value"] == 7
+    w = _write(tmp_path / "b", {**items, "new": 99}, previous=tmp_path / "a")
+    assert (w.computed, w.reused) == (1, 20)
+    b = ShardReader(tmp_path / "b")
+    assert torch.equal(b.item_tensors("clip3")["x"], reader.item_tensors("clip3")["x"])
+
+
+def test_identical_inputs_give_identical_bytes(tmp_path: Path) -> None:
+    items = {f"clip{i}": i for i in range(10)}
+    _write(tmp_path / "a", items)
+    _write(tmp_path / "b", items)
+    _write(tmp_path / "c", items, previous=tmp_path / "a")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert MANIFEST in names
+    for name in names:
+        data = (tmp_path / "a" / name).read_bytes()
+        assert data == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
+
+
+def test_adding_an_item_rewrites_one_shard(tmp_path: Path) -> None:
+    items = {f"clip{i}": i for i in range(30)}
+    _write(tmp_path / "a", items)
+    _write(tmp_path / "b", {**items, "extra": 1000}, previous=tmp_path / "a")
+    a = {p.name: p.read_bytes() for p in (tmp_path / "a").glob("shard-*")}
+    b = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("shard-*")}
+    assert sum(a.get(name) != data for name, data in b.items()) == 1
+
+
+def test_keys_must_be_ordered(tmp_path: Path) -> None:
+    w = ShardWriter(tmp_path)
+    w.add("bb", "x", {"t": torch.zeros(1)})
+    with pytest.raises(ValueError, match="increasing key order"):
+        w.add("aa", "y", {"t": torch.zeros(1)})
