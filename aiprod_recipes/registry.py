@@ -83,7 +83,17 @@ def model_paths(spec: Spec) -> ModelPaths:
     return ModelPaths(base / "ltx2.safetensors", base / "gemma", produced_by_stage=True)
 
 
-STAGES: tuple[StageDef, ...] = ()
+STAGES: tuple[StageDef, ...] = (
+    StageDef(
+        "ingest", "raw clips -> normalised scene clips, manifest, quarantine report",
+        sections=("data", "ingest"), uses_raw=True, code=("aiprod_recipes/media",),
+        persist=True,
+    ),
+    StageDef(
+        "split", "train/val assignment by content hash",
+        sections=("split",), upstream_files=(("ingest", "manifest.jsonl"),),
+    ),
+)
 """Every stage, in pipeline order."""
 
 
@@ -113,7 +123,18 @@ def get_stage(name: str, spec: Spec) -> StageDef:
 
 
 def stage_deps(stage: StageDef, spec: Spec) -> list[str]:
-    """The paths a stage depends on (data, upstream outputs, model, code), as dvc.yaml lists."""
+    """Everything a stage depends on, as dvc.yaml lists it: data, then code."""
+    return data_deps(stage, spec) + code_deps(stage)
+
+
+def code_deps(stage: StageDef) -> list[str]:
+    """The stage's module and the package folders that shape its result (repo-relative)."""
+    module_file = Path(*stage.module.split(".")).with_suffix(".py").as_posix()
+    return [module_file, *stage.code]
+
+
+def data_deps(stage: StageDef, spec: Spec) -> list[str]:
+    """The data a stage reads: raw clips, upstream outputs, the model."""
     deps: list[str] = []
     if stage.uses_raw:
         deps.append(Path(spec.data.raw_dir).as_posix())
@@ -125,6 +146,4 @@ def stage_deps(stage: StageDef, spec: Spec) -> list[str]:
             deps.append((STAGES_DIR / BASE_STAGE).as_posix())
         else:
             deps += [mp.checkpoint.as_posix(), mp.gemma_dir.as_posix()]
-    module_file = Path(*stage.module.split(".")).with_suffix(".py").as_posix()
-    deps += [module_file, *stage.code]
     return deps

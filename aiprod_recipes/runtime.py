@@ -17,9 +17,9 @@ from aiprod_recipes.registry import (
     STAGES_DIR,
     ModelPaths,
     StageDef,
+    data_deps,
     get_stage,
     model_paths,
-    stage_deps,
 )
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import DEFAULT_SPEC, load_spec, section_values
@@ -54,7 +54,7 @@ class StageModule(Protocol):
 
 def _check_inputs(stage: StageDef, spec: Spec) -> None:
     """Fail before any work when an input is missing, naming it and who makes it."""
-    missing = [d for d in stage_deps(stage, spec) if not Path(d).exists()]
+    missing = [d for d in data_deps(stage, spec) if not Path(d).exists()]
     if missing:
         hint = ", ".join(missing)
         raise StageFailed(
@@ -68,7 +68,7 @@ def _provenance(stage: StageDef, spec: Spec, report: Report) -> dict[str, Any]:
         "stage": stage.name,
         "spec": section_values(spec, stage.sections),
         "packages": package_versions(),
-        "inputs": {d: path_digest(Path(d)) for d in stage_deps(stage, spec)},
+        "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
         "report": report,
     }
 

@@ -46,3 +46,24 @@ def git_commit(path: Path, message: str = "commit") -> None:
 @pytest.fixture
 def git_dvc_repo(tmp_path: Path) -> Path:
     return init_git_dvc(tmp_path / "repo")
+
+
+def write_spec(folder: Path, **sections: dict) -> Path:
+    """params.toml in ``folder``: the tiny recipe with some sections' keys replaced."""
+    import tomlkit
+    import tomllib
+
+    doc = tomllib.loads((REPO / "recipes" / "tiny.toml").read_text())
+    for name, values in sections.items():
+        doc.setdefault(name, {}).update(values)
+    path = folder / "params.toml"
+    path.write_text(tomlkit.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder as the working directory, with a raw clips folder."""
+    (tmp_path / "raw").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,184 @@
+"""Decode video to RGB frames at a target frame rate, resampled by timestamps.
+
+Training wants a fixed frame rate, but phone clips are often variable-frame-rate, so the
+frame shown at output time ``t`` is chosen by presentation timestamp (the last decoded
+frame with ``pts <= t``), never by frame index.  Frames stream out one at a time so that
+memory stays flat however long the clip is, and only frames that are actually output are
+converted to RGB, on worker threads that overlap with decoding.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import numpy as np
+
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.probe import first_video_stream, open_input, stream_fps
+from aiprod_recipes.media.report import DecodeReport, decode_packets
+
+RGB_WORKERS = 2  # conversion threads next to FFmpeg's own decoding threads
+RGB_DEPTH = 4  # frames converted ahead of the consumer (bounds memory)
+
+
+def as_fraction(value: float | Fraction, max_denominator: int = 1_000_000) -> Fraction:
+    """Exact rational form of a time or rate, so that comparisons with pts never drift."""
+    return Fraction(value).limit_denominator(max_denominator)
+
+
+def _seek(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    start: Fraction,
+    report: DecodeReport,
+) -> None:
+    """Jump to the keyframe at or before ``start`` so we do not decode from zero.
+
+    Aiming one nominal frame early guards against demuxers that seek by dts, which
+    would otherwise land just after the first frame we need.
+    """
+    target = start - 1 / stream_fps(stream)
+    if target <= 0 or stream.time_base is None:
+        return
+    try:
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+    except av.error.FFmpegError as exc:
+        report.note(f"seek failed, decoding from the start: {exc}")
+
+
+def _frame_duration(frame: av.VideoFrame, time_base: Fraction, nominal: Fraction) -> Fraction:
+    """How long the last frame stays on screen: its own duration, else 1/average fps."""
+    if frame.duration and time_base:
+        return frame.duration * time_base
+    return nominal
+
+
+class _Resampler:
+    """Turns decoded (pts, frame) into frames at ``start + k/fps`` (hold-last rule)."""
+
+    def __init__(self, fps: Fraction, start: Fraction, end: Fraction | None) -> None:
+        self.step = 1 / fps
+        self.start = start
+        self.end = end
+        self.k = 0
+        self.held: av.VideoFrame | None = None
+
+    @property
+    def next_t(self) -> Fraction:
+        return self.start + self.k * self.step
+
+    def done(self) -> bool:
+        return self.end is not None and self.next_t >= self.end
+
+    def _emit_until(self, limit: Fraction) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        """Output the held frame for every output time before ``limit``."""
+        while self.held is not None and self.next_t < limit and not self.done():
+            yield self.next_t, self.held
+            self.k += 1
+
+    def push(self, t: Fraction, frame: av.VideoFrame) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        """A new frame at time ``t`` ends the held frame's reign at ``t``."""
+        yield from self._emit_until(t)
+        self.held = frame
+
+    def finish(self, hold_until: Fraction) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        """After the last frame: hold it for its own duration, not to ``end_s``."""
+        yield from self._emit_until(hold_until)
+
+
+def _timed_frames(
+    path: str | Path, rate: Fraction, start: Fraction, end: Fraction | None, report: DecodeReport
+) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+    """Decoded frames placed on the output time grid (still in decoder format)."""
+    with open_input(path) as container:
+        stream = first_video_stream(container, path)
+        stream.thread_type = "AUTO"
+        time_base, nominal = Fraction(stream.time_base), 1 / stream_fps(stream)
+        _seek(container, stream, start, report)
+        out = _Resampler(rate, start, end)
+        last_t, last = Fraction(-1), None
+        for frame in decode_packets(container, stream, report):
+            t = frame.pts * time_base if frame.pts is not None else last_t + nominal
+            yield from out.push(t, frame)
+            last_t, last = t, frame
+            if out.done():
+                break
+        if last is not None:
+            yield from out.finish(last_t + _frame_duration(last, time_base, nominal))
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def _to_rgb(
+    items: Iterator[tuple[Fraction, av.VideoFrame]],
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Convert to RGB on worker threads while the decoder keeps going.
+
+    The YUV-to-RGB conversion is single-threaded in FFmpeg and costs about as much as
+    decoding, so overlapping it with decoding is where the speed is.  At most
+    ``RGB_DEPTH`` frames are in flight, so memory stays flat; a frame that covers
+    several output times is converted once.
+    """
+    pending: deque[tuple[float, Future[np.ndarray]]] = deque()
+    last: tuple[av.VideoFrame | None, Future[np.ndarray] | None] = (None, None)
+    with ThreadPoolExecutor(RGB_WORKERS) as pool:
+        for t, frame in items:
+            if frame is not last[0]:
+                last = (frame, pool.submit(_rgb, frame))
+            pending.append((float(t), last[1]))
+            if len(pending) > RGB_DEPTH:
+                t0, future = pending.popleft()
+                yield t0, future.result()
+        while pending:
+            t0, future = pending.popleft()
+            yield t0, future.result()
+
+
+def iter_frames(
+    path: str | Path,
+    fps: float | Fraction,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    *,
+    report: DecodeReport | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(t, frame)`` for ``t = start_s + k/fps`` with ``t < end_s``.
+
+    ``frame`` is an ``[H, W, 3]`` uint8 RGB array; the same array object is yielded again
+    when one source frame covers several output times, so copy it before writing to it.
+    Damaged packets are skipped and counted in ``report`` (pass one in to read it).
+    Raises ``MediaError`` when nothing at all can be decoded.
+    """
+    report = report if report is not None else DecodeReport()
+    rate, start = as_fraction(fps, 1001), as_fraction(start_s)
+    end = None if end_s is None else as_fraction(end_s)
+    if rate <= 0 or start < 0 or (end is not None and end <= start):
+        raise ValueError(f"bad range: fps={fps}, start_s={start_s}, end_s={end_s}")
+    emitted = 0
+    for item in _to_rgb(_timed_frames(path, rate, start, end, report)):
+        emitted += 1
+        yield item
+    if report.frames_decoded == 0:
+        raise MediaError("no decodable video frames", path)
+    if emitted == 0:
+        raise MediaError(f"no video frames between {start_s}s and {end_s}s", path)
+
+
+def decode_frames(
+    path: str | Path,
+    fps: float | Fraction,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    *,
+    report: DecodeReport | None = None,
+) -> np.ndarray:
+    """All frames of ``iter_frames`` stacked into one ``[N, H, W, 3]`` uint8 array."""
+    return np.stack([frame for _, frame in iter_frames(path, fps, start_s, end_s, report=report)])

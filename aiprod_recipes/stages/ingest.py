@@ -1,0 +1,200 @@
+"""ingest: raw clips -> scene clips (H.264 + AAC, one frame rate) in shards, a manifest, and a
+quarantine report of inputs that could not be used.
+
+A raw clip is identified by its content hash; together with the ingest params that gives
+its key. A rerun copies the scenes of every raw clip whose key is unchanged from the
+previous output (DVC keeps it: the output is persistent) and processes only new or changed
+clips; removed clips simply drop out. Bad media never stops the stage: each bad file is
+listed with a reason and the rest go on, unless the spec asks for strict mode or nothing
+usable is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aiprod_recipes.media.audio import decode_audio
+from aiprod_recipes.media.encode import encode_mp4
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.probe import check_frame_size, probe
+from aiprod_recipes.media.report import DecodeReport
+from aiprod_recipes.media.scenes import detect_scenes, split_long
+from aiprod_recipes.media.video import iter_frames
+from aiprod_recipes.registry import STAGES_DIR
+from aiprod_recipes.runtime import Report, StageFailed, StagePaths
+from aiprod_recipes.spec import Ingest, Spec
+from aiprod_recipes.specio import section_values
+from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
+
+QUARANTINE = "quarantine.json"
+CLIP_AUDIO_RATE = 48_000
+CLIP_AUDIO_CHANNELS = 2
+
+
+@dataclass
+class Quarantine:
+    """Inputs that were rejected, and inputs kept despite damage."""
+
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, folder: Path) -> None:
+        doc = {"rejected": self.rejected, "damaged": self.damaged}
+        (folder / QUARANTINE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * 2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_sources(raw_dir: Path, extensions: list[str]) -> list[str]:
+    """Clip files under ``raw_dir`` (recursively), as sorted posix paths relative to it."""
+    if not raw_dir.is_dir():
+        raise StageFailed(f"data.raw_dir: {raw_dir} is not a folder")
+    exts = set(extensions)
+    return sorted(
+        p.relative_to(raw_dir).as_posix()
+        for p in raw_dir.rglob("*")
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    )
+
+
+def clip_id(source: str, sha: str, index: int) -> str:
+    """A readable, unique clip id: the source's name, its hash prefix, the scene number."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).stem)[:48]
+    return f"{stem}-{sha[:8]}-{index:03d}"
+
+
+def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
+                  report: DecodeReport) -> tuple[bytes, int, tuple[int, int], bool]:
+    """Decode one scene at the target fps and encode it; returns bytes, frames, size, audio."""
+    count = 0
+    size = (0, 0)
+
+    def frames():
+        nonlocal count, size
+        for _, frame in iter_frames(path, cfg.fps, start, end, report=report):
+            count += 1
+            size = (frame.shape[1], frame.shape[0])
+            yield frame
+
+    audio = decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS, start, end, report=report)
+    buf = io.BytesIO()
+    encode_mp4(buf, frames(), cfg.fps, audio, CLIP_AUDIO_RATE, cfg.crf, threads=1)
+    return buf.getvalue(), count, size, audio is not None
+
+
+def _scenes_of(path: Path, cfg: Ingest) -> list[tuple[float, float]]:
+    """Scenes cut by the spec's detector, then trimmed to the allowed length range."""
+    params = msgspec.to_builtins(cfg.detector)
+    name = params.pop("type")
+    found = detect_scenes(path, name, params, cfg.min_scene_frames)
+    return split_long(found, cfg.min_duration_s, cfg.max_duration_s)
+
+
+def process_source(path: Path, source: str, sha: str, cfg: Ingest,
+                   quarantine: Quarantine) -> list[tuple[dict[str, Any], bytes]]:
+    """All scene clips of one raw clip, as (manifest row, mp4 bytes); raises MediaError."""
+    info = probe(path)
+    check_frame_size(info, cfg.max_width, cfg.max_height)
+    scenes = _scenes_of(path, cfg)
+    if not scenes:
+        raise MediaError(f"no scene of at least {cfg.min_duration_s}s "
+                         f"(clip is {info.duration_s:.2f}s)", path)
+    out = []
+    for index, (start, end) in enumerate(scenes):
+        report = DecodeReport()
+        data, frames, (w, h), has_audio = _encode_scene(path, cfg, start, end, report)
+        if report.damaged:
+            quarantine.damaged.append({"source": source, "scene": index, "kept": True,
+                                       "bad_packets": report.bad_packets,
+                                       "messages": report.messages[:5]})
+        row = {
+            "source": source, "source_sha256": sha, "start_s": round(start, 6),
+            "end_s": round(end, 6), "duration_s": round(frames / cfg.fps, 6), "fps": cfg.fps,
+            "width": w, "height": h, "frames": frames, "has_audio": has_audio,
+            "content_hash": hashlib.sha256(data).hexdigest(),
+            "item": clip_id(source, sha, index),
+        }
+        out.append((row, data))
+    return out
+
+
+def _reuse_rows(previous: ShardReader | None, source_key: str) -> list[dict[str, Any]]:
+    if previous is None:
+        return []
+    return sorted((r for r in previous.rows if r.get("source_key") == source_key),
+                  key=lambda r: r["key"])
+
+
+def run(spec: Spec, paths: StagePaths) -> Report:
+    cfg = spec.ingest
+    sources = find_sources(paths.raw_dir, spec.data.extensions)
+    params = section_values(spec, ("ingest",))
+    print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
+    hashed = [(s, file_sha256(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
+    keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
+                   for s, sha in hashed)
+    previous = open_previous(paths.previous)
+    quarantine = Quarantine()
+    processed = reused = 0
+    with ShardWriter(paths.out, previous) as writer:
+        for source_key, source, sha in tqdm(keyed, desc="ingest", unit="clip"):
+            old = _reuse_rows(previous, source_key)
+            if old:
+                for row in old:
+                    writer.reuse(row["key"], row["item"])
+                reused += 1
+                continue
+            try:
+                scenes = process_source(paths.raw_dir / source, source, sha, cfg, quarantine)
+            except MediaError as e:
+                if cfg.strict:
+                    raise StageFailed(f"ingest: {paths.raw_dir / source}: {e} "
+                                      "(ingest.strict = true)") from e
+                quarantine.rejected.append({"source": source, "reason": str(e)})
+                continue
+            processed += 1
+            for index, (row, data) in enumerate(scenes):
+                tensor = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
+                writer.add(f"{source_key}-{index:03d}", row["item"], {"mp4": tensor},
+                           {**row, "source_key": source_key})
+    quarantine.write(paths.out)
+    clips = len(writer.rows)
+    _summarise(quarantine, len(sources))
+    if clips == 0:
+        raise StageFailed(f"ingest: no usable clip in {paths.raw_dir} "
+                          f"({len(quarantine.rejected)} rejected; see the quarantine report)")
+    return {"sources": len(sources), "processed": processed, "reused": reused,
+            "rejected": len(quarantine.rejected), "clips": clips}
+
+
+def _summarise(quarantine: Quarantine, total: int) -> None:
+    """One line on stderr about what was rejected or damaged, and where the details are."""
+    if quarantine.rejected or quarantine.damaged:
+        names = ", ".join(f"{r['source']} ({r['reason']})" for r in quarantine.rejected[:5])
+        more = "" if len(quarantine.rejected) <= 5 else f" and {len(quarantine.rejected) - 5} more"
+        print(f"ingest: {len(quarantine.rejected)} of {total} input(s) quarantined"
+              f"{': ' + names + more if names else ''}; {len(quarantine.damaged)} scene(s) kept "
+              f"with damage; details in {STAGES_DIR / 'ingest' / QUARANTINE}", file=sys.stderr)
+
+
+def clip_bytes(reader: ShardReader, item: str) -> bytes:
+    """The mp4 bytes of one scene clip (for captioners and encoders)."""
+    return reader.item_tensors(item)["mp4"].numpy().tobytes()
