@@ -90,6 +90,11 @@ STAGES: tuple[StageDef, ...] = (
         persist=True,
     ),
     StageDef(
+        "caption", "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
+        sections=("caption",), upstream=("ingest",), uses_raw=True,
+        code=("aiprod_recipes/captioning",), persist=True,
+    ),
+    StageDef(
         "split", "train/val assignment by content hash",
         sections=("split",), upstream_files=(("ingest", "manifest.jsonl"),),
     ),
