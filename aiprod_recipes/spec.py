@@ -211,7 +211,6 @@ class TextEncoder(Base):
     """Gemma text features (the LTX-2 text path before the connectors)."""
 
     max_tokens: Annotated[int, _d("Padded token count (multiple of 128).", ge=128, le=4096)] = 128
-    batch_size: PosInt = 8
 
     def __post_init__(self) -> None:
         _rule(self.max_tokens % 128 == 0, "text_encoder.max_tokens",
@@ -248,7 +247,6 @@ class Video(Base):
         "center"
     )
     seed: Seed = 0
-    batch_size: PosInt = 1
     tiled_encode: Annotated[bool, _d("Encode large frames in tiles to save memory.")] = False
 
     def __post_init__(self) -> None:
@@ -275,6 +273,8 @@ class Reference(Base):
     def __post_init__(self) -> None:
         _rule(self.canny_high >= self.canny_low, "reference.canny_high",
               f"must be >= reference.canny_low ({self.canny_low})")
+        _rule(self.downscale in (1, 2, 4, 8), "reference.downscale",
+              f"must be 1, 2, 4 or 8, got {self.downscale}")
 
 
 class Split(Base):
@@ -444,7 +444,12 @@ class Spec(Base):
 
     def __post_init__(self) -> None:
         ic = isinstance(self.strategy, VideoToVideo)
+        d = self.reference.downscale
         _rules(
+            *((not self.reference.enabled or (b.width // d) % 32 == 0 and (b.height // d) % 32
+               == 0 and b.width % d == 0 and b.height % d == 0, f"video.buckets[{i}]",
+               f"{b.width}x{b.height} divided by reference.downscale = {d} must stay a multiple"
+               " of 32") for i, b in enumerate(self.video.buckets)),
             (not ic or self.train.mode == "lora", "train.mode",
              'strategy.type = "video_to_video" (IC-LoRA) needs train.mode = "lora"'),
             (not ic or self.reference.enabled, "reference.enabled",
