@@ -14,6 +14,7 @@ from pathlib import Path
 from aiprod_recipes.spec import CheckpointModel, Spec
 
 STAGES_DIR = Path("data/stages")
+BASE_STAGE = "base"
 """Every stage writes under data/stages/<stage>/ (the top level of the repo is fixed)."""
 
 
@@ -70,9 +71,6 @@ class ModelPaths:
     produced_by_stage: bool = field(default=False)
 
 
-BASE_STAGE = "base"
-
-
 def model_paths(spec: Spec) -> ModelPaths:
     """The checkpoint and Gemma folder: the user's files, or the tiny model the base stage
     builds (so the default recipe needs no download)."""
@@ -85,6 +83,10 @@ def model_paths(spec: Spec) -> ModelPaths:
 
 STAGES: tuple[StageDef, ...] = (
     StageDef(
+        BASE_STAGE, "the tiny seeded LTX-2 checkpoint and Gemma folder (tiny recipes only)",
+        sections=("model",), code=("aiprod_recipes/model",),
+    ),
+    StageDef(
         "ingest", "raw clips -> normalised scene clips, manifest, quarantine report",
         sections=("data", "ingest"), uses_raw=True, code=("aiprod_recipes/media",),
         persist=True,
@@ -93,6 +95,23 @@ STAGES: tuple[StageDef, ...] = (
         "caption", "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
         sections=("caption",), upstream=("ingest",), uses_raw=True,
         code=("aiprod_recipes/captioning",), persist=True,
+    ),
+    StageDef(
+        "embed", "captions -> Gemma text features",
+        sections=("text_encoder", "model"), upstream=("caption",), uses_model=True,
+        code=("aiprod_recipes/model",), persist=True,
+    ),
+    StageDef(
+        "latents", "clips -> bucketed video latents and audio latents",
+        sections=("video", "audio", "model"), upstream=("ingest",), uses_model=True,
+        code=("aiprod_recipes/model", "aiprod_recipes/media", "aiprod_recipes/stages/common.py"),
+        persist=True,
+    ),
+    StageDef(
+        "reference", "Canny-edge reference latents for IC-LoRA (empty when off)",
+        sections=("reference", "video", "audio", "model"), upstream=("ingest",),
+        uses_model=True, code=("aiprod_recipes/model", "aiprod_recipes/media",
+                               "aiprod_recipes/stages/latents.py"), persist=True,
     ),
     StageDef(
         "split", "train/val assignment by content hash",

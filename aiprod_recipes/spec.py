@@ -446,8 +446,8 @@ class Spec(Base):
         ic = isinstance(self.strategy, VideoToVideo)
         d = self.reference.downscale
         _rules(
-            *((not self.reference.enabled or (b.width // d) % 32 == 0 and (b.height // d) % 32
-               == 0 and b.width % d == 0 and b.height % d == 0, f"video.buckets[{i}]",
+            *((not self.reference.enabled or ((b.width // d) % 32 == 0 and (b.height // d) % 32
+               == 0 and b.width % d == 0 and b.height % d == 0), f"video.buckets[{i}]",
                f"{b.width}x{b.height} divided by reference.downscale = {d} must stay a multiple"
                " of 32") for i, b in enumerate(self.video.buckets)),
             (not ic or self.train.mode == "lora", "train.mode",

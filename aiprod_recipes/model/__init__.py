@@ -1,0 +1,11 @@
+"""LTX-2 through ltx-core: the tiny checkpoint, component loading, text and VAE encoding.
+
+Modules (import them directly; this package imports nothing heavy at import time so that
+``aiprod_recipes.model.tiny_config`` and friends stay cheap to reach):
+
+- ``tiny``: ``build_tiny_model`` writes a deterministic tiny LTX-2 checkpoint + Gemma folder.
+- ``loader``: ``load_components`` (ltx-core builders, explicit device/dtype), ``fingerprint``.
+- ``text``: captions -> stored Gemma features -> connector context for the transformer.
+- ``vae``: frames/waveforms <-> video/audio latents.
+- ``gemma_config``: applies a Gemma folder's config to ltx-core's module-global config.
+"""

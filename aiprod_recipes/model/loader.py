@@ -1,0 +1,227 @@
+"""Load LTX-2 components through ltx-core's own builders, only the ones asked for.
+
+This is the path a real single-file 19B checkpoint takes in Lightricks' pipelines: one
+``SingleGPUModelBuilder`` per component, each with the component's configurator (which reads
+the ``config`` JSON from the safetensors header) and its key filter (which selects and
+renames that component's tensors). The tiny checkpoint goes through the same code, so what
+passes on a CPU here is what runs on the real model.
+
+Builders default to CUDA, so a device is always passed. A builder that finds a tensor
+missing from the file silently returns a model still on the meta device; ``_checked``
+turns that into an error.
+
+The Gemma text encoder and the V1 text-feature projection are sized by ltx-core's
+module-global Gemma config (see ``gemma_config``): the Gemma folder's ``config.json``
+is applied while they are built. Without a Gemma folder the projection's width and depth
+are read from the checkpoint header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ltx_core.loader import SingleGPUModelBuilder
+from ltx_core.model.audio_vae import (
+    AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+    AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER,
+    VOCODER_COMFY_KEYS_FILTER,
+    AudioDecoder,
+    AudioDecoderConfigurator,
+    AudioEncoder,
+    AudioEncoderConfigurator,
+    Vocoder,
+    VocoderConfigurator,
+    VocoderWithBWE,
+)
+from ltx_core.model.transformer.model import LTXModel
+from ltx_core.model.transformer.model_configurator import (
+    LTXV_MODEL_COMFY_RENAMING_MAP,
+    LTXModelConfigurator,
+)
+from ltx_core.model.video_vae import (
+    VAE_DECODER_COMFY_KEYS_FILTER,
+    VAE_ENCODER_COMFY_KEYS_FILTER,
+    VideoDecoder,
+    VideoDecoderConfigurator,
+    VideoEncoder,
+    VideoEncoderConfigurator,
+)
+from ltx_core.text_encoders.gemma import (
+    EMBEDDINGS_PROCESSOR_KEY_OPS,
+    GEMMA_LLM_KEY_OPS,
+    GEMMA_MODEL_OPS,
+    EmbeddingsProcessor,
+    EmbeddingsProcessorConfigurator,
+    GemmaTextEncoder,
+    GemmaTextEncoderConfigurator,
+    module_ops_from_gemma_root,
+)
+from ltx_core.text_encoders.gemma.config import Gemma3ConfigData
+
+from aiprod_recipes.model.gemma_config import (
+    gemma_config_applied,
+    read_gemma_config,
+    with_text_dims,
+)
+
+COMPONENTS = frozenset(
+    {
+        "transformer",
+        "video_encoder",
+        "video_decoder",
+        "audio_encoder",
+        "audio_decoder",
+        "vocoder",
+        "text_encoder",
+        "embeddings_processor",
+    }
+)
+_NEEDS_GEMMA_DIR = frozenset({"text_encoder"})
+_PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
+
+
+@dataclass
+class Components:
+    """The loaded components; those not asked for stay None."""
+
+    transformer: LTXModel | None = None
+    video_encoder: VideoEncoder | None = None
+    video_decoder: VideoDecoder | None = None
+    audio_encoder: AudioEncoder | None = None
+    audio_decoder: AudioDecoder | None = None
+    vocoder: Vocoder | VocoderWithBWE | None = None
+    text_encoder: GemmaTextEncoder | None = None
+    embeddings_processor: EmbeddingsProcessor | None = None
+
+
+def read_header(checkpoint: Path) -> tuple[bytes, dict[str, Any]]:
+    """The raw safetensors header bytes and their parsed JSON (no tensor data is read)."""
+    with open(checkpoint, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(length)
+    if len(raw) != length:
+        raise ValueError(f"{checkpoint}: truncated safetensors header")
+    return raw, json.loads(raw)
+
+
+def fingerprint(checkpoint: Path) -> str:
+    """sha256 of the safetensors header and the file size: cheap even for tens of GB.
+
+    The header holds every tensor's name, dtype, shape and byte offsets plus the config, so
+    two files with the same header and size differ only if weights were edited in place.
+    """
+    raw, _ = read_header(checkpoint)
+    digest = hashlib.sha256(raw)
+    digest.update(str(Path(checkpoint).stat().st_size).encode())
+    return digest.hexdigest()
+
+
+def checkpoint_config(checkpoint: Path) -> dict[str, Any]:
+    """The ``config`` JSON stored in the checkpoint header."""
+    _, header = read_header(checkpoint)
+    return json.loads(header.get("__metadata__", {}).get("config", "{}"))
+
+
+def _projection_gemma_config(checkpoint: Path) -> Gemma3ConfigData:
+    """Gemma text dims implied by the V1 projection weight's shape in the header."""
+    _, header = read_header(checkpoint)
+    entry = header.get(_PROJECTION_KEY)
+    if entry is None:
+        return Gemma3ConfigData()
+    hidden, flat = entry["shape"]
+    return with_text_dims(hidden_size=hidden, num_hidden_layers=flat // hidden - 1)
+
+
+def gemma_weight_paths(gemma_dir: Path) -> tuple[str, ...]:
+    """The Gemma weight shards, found the way Lightricks' pipelines find them."""
+    first = sorted(Path(gemma_dir).rglob("model*.safetensors"))
+    if not first:
+        raise FileNotFoundError(f"no model*.safetensors under {gemma_dir}")
+    return tuple(str(p) for p in sorted(first[0].parent.glob("*.safetensors")))
+
+
+def _builders(checkpoint: str) -> dict[str, SingleGPUModelBuilder]:
+    """One builder per checkpoint component, with ltx-core's own key filters."""
+    specs = {
+        "transformer": (LTXModelConfigurator, LTXV_MODEL_COMFY_RENAMING_MAP),
+        "video_encoder": (VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER),
+        "video_decoder": (VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER),
+        "audio_encoder": (AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER),
+        "audio_decoder": (AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER),
+        "vocoder": (VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER),
+        "embeddings_processor": (EmbeddingsProcessorConfigurator, EMBEDDINGS_PROCESSOR_KEY_OPS),
+    }
+    return {
+        name: SingleGPUModelBuilder(
+            model_class_configurator=configurator,
+            model_path=checkpoint,
+            model_sd_ops=sd_ops,
+        )
+        for name, (configurator, sd_ops) in specs.items()
+    }
+
+
+def _text_encoder_builder(gemma_dir: Path) -> SingleGPUModelBuilder:
+    return SingleGPUModelBuilder(
+        model_class_configurator=GemmaTextEncoderConfigurator,
+        model_path=gemma_weight_paths(gemma_dir),
+        model_sd_ops=GEMMA_LLM_KEY_OPS,
+        module_ops=(GEMMA_MODEL_OPS, *module_ops_from_gemma_root(str(gemma_dir))),
+    )
+
+
+def _checked(name: str, module: torch.nn.Module) -> torch.nn.Module:
+    """Fail loudly where ltx-core would return a half-loaded (meta) model."""
+    missing = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if missing:
+        raise ValueError(f"{name}: tensors missing from the checkpoint: {missing[:5]}")
+    return module.eval()
+
+
+def _validate(want: Iterable[str], gemma_dir: Path | None) -> frozenset[str]:
+    wanted = frozenset(want)
+    unknown = wanted - COMPONENTS
+    if unknown:
+        raise ValueError(f"unknown components {sorted(unknown)}; known: {sorted(COMPONENTS)}")
+    if wanted & _NEEDS_GEMMA_DIR and gemma_dir is None:
+        raise ValueError("the text encoder needs gemma_dir")
+    return wanted
+
+
+def load_components(
+    checkpoint: Path,
+    gemma_dir: Path | None,
+    want: Iterable[str],
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> Components:
+    """Build each wanted component from ``checkpoint`` (and ``gemma_dir``) on ``device``.
+
+    ``want`` names fields of ``Components``. ``gemma_dir`` is needed for "text_encoder";
+    when given it also sizes "embeddings_processor" (otherwise the header does).
+    """
+    wanted = _validate(want, gemma_dir)
+    device = torch.device(device)
+    builders = _builders(str(checkpoint))
+    gemma = read_gemma_config(gemma_dir) if gemma_dir is not None else None
+    loaded: dict[str, torch.nn.Module] = {}
+    for name in sorted(wanted - {"text_encoder", "embeddings_processor"}):
+        loaded[name] = builders[name].build(device=device, dtype=dtype)
+    if "embeddings_processor" in wanted:
+        with gemma_config_applied(gemma or _projection_gemma_config(Path(checkpoint))):
+            loaded["embeddings_processor"] = builders["embeddings_processor"].build(
+                device=device, dtype=dtype
+            )
+    if "text_encoder" in wanted and gemma_dir is not None and gemma is not None:
+        with gemma_config_applied(gemma):
+            loaded["text_encoder"] = _text_encoder_builder(gemma_dir).build(
+                device=device, dtype=dtype
+            )
+    return Components(**{name: _checked(name, module) for name, module in loaded.items()})

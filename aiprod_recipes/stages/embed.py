@@ -1,0 +1,44 @@
+"""embed: captions -> Gemma text features (the LTX-2 text path before the connectors).
+
+Features are stored per clip in shards, keyed by the caption text, the text_encoder section
+and the model fingerprint; only new or changed captions load Gemma at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm import tqdm
+
+from aiprod_recipes.model.text import encode_captions
+from aiprod_recipes.runtime import Report, StagePaths
+from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
+from aiprod_recipes.stages.caption import read_captions
+from aiprod_recipes.stages.common import load_model, model_fingerprint
+from aiprod_recipes.store.shards import ShardWriter, item_key, open_previous
+
+
+def run(spec: Spec, paths: StagePaths) -> Report:
+    captions = read_captions(paths.upstream("caption"))
+    params = section_values(spec, ("text_encoder",))
+    model_fp = model_fingerprint(paths.model)
+    keyed = sorted((item_key(stage="embed", item=item, caption=text, params=params,
+                             model=model_fp), item)
+                   for item, text in captions.items())
+    components: Any = None
+    with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
+        for key, item in tqdm(keyed, desc="embed", unit="caption"):
+            if writer.can_reuse(key):
+                writer.reuse(key, item)
+                continue
+            components = components or load_model(
+                spec.model, paths.model, {"text_encoder", "embeddings_processor"})
+            (features,) = encode_captions(components.text_encoder,
+                                          components.embeddings_processor, [captions[item]],
+                                          spec.text_encoder.max_tokens)
+            tensors = {"video": features.video, "mask": features.mask}
+            if features.audio is not None:
+                tensors["audio"] = features.audio
+            writer.add(key, item, tensors, {"tokens": int(features.mask.sum())})
+    return {"captions": len(keyed), "encoded": writer.computed, "reused": writer.reused}

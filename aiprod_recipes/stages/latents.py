@@ -1,0 +1,101 @@
+"""latents: scene clips -> video latents (bucketed, cropped) and audio latents, in shards.
+
+Each clip takes one bucket (nearest aspect ratio, then most frames, then largest area). Audio
+covers exactly the bucket's duration so both modalities line up. Clips are streamed one at a
+time, so memory does not grow with the number of clips; only changed clips are encoded.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from aiprod_recipes.media.buckets import Bucket, choose_bucket, fit_frames
+from aiprod_recipes.model.vae import audio_latent_frames, encode_audio, encode_video
+from aiprod_recipes.runtime import Report, StagePaths
+from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
+from aiprod_recipes.stages.common import decode_clip, load_model, model_fingerprint
+from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
+
+AUDIO_RATE = 16_000
+
+
+def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
+    """A clip's key: its content, the video and audio sections, the model. It also seeds the
+    random crop, which the reference stage must reproduce exactly."""
+    return item_key(stage="latents", content=row["content_hash"],
+                    params=section_values(spec, ("video", "audio")), model=model_fp)
+
+
+def buckets_of(spec: Spec) -> list[Bucket]:
+    return [Bucket(b.width, b.height, b.frames) for b in spec.video.buckets]
+
+
+def crop_rng(spec: Spec, key: str) -> np.random.Generator | None:
+    """Random crops are seeded by the spec's seed and the item, so reruns give the same crop."""
+    if spec.video.crop == "center":
+        return None
+    return np.random.default_rng([spec.video.seed, int(key[:8], 16)])
+
+
+def clip_pixels(spec: Spec, row: dict[str, Any], data: bytes, key: str,
+                with_audio: bool) -> tuple[Bucket, np.ndarray, np.ndarray | None] | None:
+    """The clip fitted to its bucket (and its audio), or None when it fits no bucket."""
+    bucket = choose_bucket(buckets_of(spec), row["width"], row["height"], row["frames"])
+    if bucket is None:
+        return None
+    duration = bucket.frames / row["fps"]
+    frames, audio = decode_clip(data, row["fps"], AUDIO_RATE if with_audio else None, duration)
+    if len(frames) < bucket.frames:
+        return None
+    return bucket, fit_frames(frames, bucket, crop_rng(spec, key)), audio
+
+
+def _audio_latent(spec: Spec, components: Any, audio: np.ndarray | None,
+                  duration_s: float) -> Any:
+    if audio is None:
+        if spec.audio.on_missing == "skip":
+            return None
+        audio = np.zeros((2, round(duration_s * AUDIO_RATE)), np.float32)
+    return encode_audio(components.audio_encoder, audio, audio_latent_frames(duration_s),
+                        AUDIO_RATE)
+
+
+def run(spec: Spec, paths: StagePaths) -> Report:
+    clips = ShardReader(paths.upstream("ingest"))
+    model_fp = model_fingerprint(paths.model)
+    keyed = sorted((latents_key(spec, r, model_fp), r["item"]) for r in clips.rows)
+    want = {"video_encoder"} | ({"audio_encoder"} if spec.audio.enabled else set())
+    components: Any = None
+    skipped: list[str] = []
+    with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
+        for key, item in tqdm(keyed, desc="latents", unit="clip"):
+            if writer.can_reuse(key):
+                writer.reuse(key, item)
+                continue
+            row = clips.by_item[item]
+            fitted = clip_pixels(spec, row, clips.item_tensors(item)["mp4"].numpy().tobytes(),
+                                 key, spec.audio.enabled)
+            if fitted is None:
+                skipped.append(f"{item} (shorter than every bucket)")
+                continue
+            bucket, frames, audio = fitted
+            components = components or load_model(spec.model, paths.model, want)
+            tensors = {"video": encode_video(components.video_encoder, frames).bfloat16()}
+            if spec.audio.enabled:
+                latent = _audio_latent(spec, components, audio, bucket.frames / row["fps"])
+                if latent is None:
+                    skipped.append(f"{item} (no audio; audio.on_missing = \"skip\")")
+                    continue
+                tensors["audio"] = latent.bfloat16()
+            writer.add(key, item, tensors, {"bucket": bucket.name, "fps": row["fps"],
+                                            "has_audio": audio is not None})
+    if skipped:
+        print(f"latents: skipped {len(skipped)} clip(s): {', '.join(skipped[:5])}",
+              file=sys.stderr)
+    return {"clips": len(keyed), "encoded": writer.computed, "reused": writer.reused,
+            "skipped": len(skipped)}
