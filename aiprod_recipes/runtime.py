@@ -63,13 +63,14 @@ def _check_inputs(stage: StageDef, spec: Spec) -> None:
         )
 
 
-def _provenance(stage: StageDef, spec: Spec, report: Report) -> dict[str, Any]:
+def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
+    """What produced an output. Run counts (reused, computed) are printed, not recorded: an
+    output rebuilt from reused items must be byte-identical to one computed from scratch."""
     return {
         "stage": stage.name,
         "spec": section_values(spec, stage.sections),
         "packages": package_versions(),
         "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
-        "report": report,
     }
 
 
@@ -86,7 +87,7 @@ def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:
         paths = StagePaths(out=tmp, previous=previous, raw_dir=Path(spec.data.raw_dir),
                            model=model_paths(spec))
         report = module.run(spec, paths)
-        write_provenance(tmp, _provenance(stage, spec, report))
+        write_provenance(tmp, _provenance(stage, spec))
     summary = ", ".join(f"{k}={v}" for k, v in report.items())
     print(f"[{name}] done in {time.monotonic() - started:.1f}s: {summary}", file=sys.stderr)
     return report

@@ -17,7 +17,7 @@ import av
 import av.container
 import numpy as np
 
-from aiprod_recipes.media.probe import container_duration_s, open_input
+from aiprod_recipes.media.probe import container_duration_s, open_input, time_origin
 from aiprod_recipes.media.report import DecodeReport, decode_packets
 
 LAYOUTS = {1: "mono", 2: "stereo"}
@@ -29,11 +29,13 @@ def _clip_end_s(container: av.container.InputContainer, audio: av.AudioStream) -
     return container_duration_s(container, stream)
 
 
-def _seek(container: av.container.InputContainer, audio: av.AudioStream, start_s: float) -> None:
+def _seek(
+    container: av.container.InputContainer, audio: av.AudioStream, start_s: float, origin: float
+) -> None:
     """Seek a little before ``start_s``; samples are placed by pts, so landing early is free."""
     target = start_s - 0.1
     if target > 0 and audio.time_base is not None:
-        container.seek(int(target / audio.time_base), stream=audio, backward=True)
+        container.seek(int((target + origin) / audio.time_base), stream=audio, backward=True)
 
 
 def _align_phase(frame: av.AudioFrame, sample_rate: int) -> av.AudioFrame:
@@ -66,10 +68,12 @@ def _align_phase(frame: av.AudioFrame, sample_rate: int) -> av.AudioFrame:
 class _Placer:
     """Writes resampled chunks into the output buffer at their timestamp positions."""
 
-    def __init__(self, channels: int, sample_rate: int, start_s: float, length: int) -> None:
+    def __init__(
+        self, channels: int, sample_rate: int, start_s: float, origin_s: float, length: int
+    ) -> None:
         self.out = np.zeros((channels, length), dtype=np.float32)
         self.sample_rate = sample_rate
-        self.origin = round(start_s * sample_rate)
+        self.origin = round((start_s + origin_s) * sample_rate)
         self.cursor: int | None = None
 
     def full(self) -> bool:
@@ -113,9 +117,11 @@ def decode_audio(
         end = _clip_end_s(container, audio) if end_s is None else end_s
         if end <= start_s:
             raise ValueError(f"bad range: start_s={start_s}, end_s={end}")
-        placer = _Placer(channels, sample_rate, start_s, round((end - start_s) * sample_rate))
+        origin = float(time_origin(container))
+        length = round((end - start_s) * sample_rate)
+        placer = _Placer(channels, sample_rate, start_s, origin, length)
         resampler = av.AudioResampler(format="fltp", layout=LAYOUTS[channels], rate=sample_rate)
-        _seek(container, audio, start_s)
+        _seek(container, audio, start_s, origin)
         for i, frame in enumerate(decode_packets(container, audio, report)):
             if i == 0 and start_s > 0:
                 frame = _align_phase(frame, sample_rate)

@@ -94,6 +94,20 @@ def container_duration_s(container: av.container.InputContainer, stream: av.Vide
     return 0.0
 
 
+def time_origin(container: av.container.InputContainer) -> Fraction:
+    """The instant that counts as t = 0: the first video frame's presentation time.
+
+    MPEG-TS and many camera files start their clocks well above zero; measuring both
+    video and audio from the video's start keeps them in sync and makes ``start_s``
+    mean "seconds into the clip" whatever the container's clock says.
+    """
+    streams = list(container.streams.video) + list(container.streams.audio)
+    for stream in streams[:1]:
+        if stream.start_time is not None and stream.time_base is not None:
+            return stream.start_time * Fraction(stream.time_base)
+    return Fraction(0)
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Describe a clip from its header, raising ``MediaError`` when it is not usable."""
     with open_input(path) as container:

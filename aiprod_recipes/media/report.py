@@ -25,6 +25,9 @@ class DecodeReport:
     bad_packets: int = 0
     corrupt_frames: int = 0
     frames_decoded: int = 0
+    # Jumps of more than two nominal frame intervals between consecutive video frames:
+    # frames lost to damage the demuxer hid (e.g. MPEG-TS), or variable frame rate.
+    gaps: int = 0
     read_error: str | None = None
     messages: list[str] = field(default_factory=list)
 

@@ -20,7 +20,7 @@ import av.container
 import numpy as np
 
 from aiprod_recipes.media.errors import MediaError
-from aiprod_recipes.media.probe import first_video_stream, open_input, stream_fps
+from aiprod_recipes.media.probe import first_video_stream, open_input, stream_fps, time_origin
 from aiprod_recipes.media.report import DecodeReport, decode_packets
 
 RGB_WORKERS = 2  # conversion threads next to FFmpeg's own decoding threads
@@ -36,26 +36,63 @@ def _seek(
     container: av.container.InputContainer,
     stream: av.VideoStream,
     start: Fraction,
+    origin: Fraction,
     report: DecodeReport,
-) -> None:
+) -> bool:
     """Jump to the keyframe at or before ``start`` so we do not decode from zero.
 
     Aiming one nominal frame early guards against demuxers that seek by dts, which
-    would otherwise land just after the first frame we need.
+    would otherwise land just after the first frame we need.  Returns whether it seeked.
     """
     target = start - 1 / stream_fps(stream)
     if target <= 0 or stream.time_base is None:
-        return
+        return False
     try:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        container.seek(int((target + origin) / stream.time_base), stream=stream, backward=True)
     except av.error.FFmpegError as exc:
         report.note(f"seek failed, decoding from the start: {exc}")
+        return False
+    return True
+
+
+def _rewind(container: av.container.InputContainer) -> None:
+    """Back to the first packet: time 0 lies at or before every stream's start."""
+    container.seek(0)
+
+
+def _frames_from(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    start: Fraction,
+    origin: Fraction,
+    report: DecodeReport,
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames beginning at or before ``start``.
+
+    Demuxers without an index (MPEG-TS, some MKV) can seek onto a non-keyframe, after
+    which nothing decodes until the next keyframe, possibly never; when the first frame
+    after a seek is already past ``start`` (or never comes), decode from the beginning.
+    """
+    if not _seek(container, stream, start, origin, report):
+        yield from decode_packets(container, stream, report)
+        return
+    frames = decode_packets(container, stream, report)
+    first = next(frames, None)
+    if first is not None and (first.pts is None or first.pts * stream.time_base - origin <= start):
+        yield first
+        yield from frames
+        return
+    frames.close()
+    report.note("seek landed past start_s; decoded from the beginning instead")
+    _rewind(container)
+    yield from decode_packets(container, stream, report)
 
 
 def _frame_duration(frame: av.VideoFrame, time_base: Fraction, nominal: Fraction) -> Fraction:
     """How long the last frame stays on screen: its own duration, else 1/average fps."""
-    if frame.duration and time_base:
-        return frame.duration * time_base
+    duration = getattr(frame, "duration", None)  # absent before PyAV 13
+    if duration and time_base:
+        return duration * time_base
     return nominal
 
 
@@ -100,11 +137,13 @@ def _timed_frames(
         stream = first_video_stream(container, path)
         stream.thread_type = "AUTO"
         time_base, nominal = Fraction(stream.time_base), 1 / stream_fps(stream)
-        _seek(container, stream, start, report)
+        origin = time_origin(container)
         out = _Resampler(rate, start, end)
         last_t, last = Fraction(-1), None
-        for frame in decode_packets(container, stream, report):
-            t = frame.pts * time_base if frame.pts is not None else last_t + nominal
+        for frame in _frames_from(container, stream, start, origin, report):
+            t = frame.pts * time_base - origin if frame.pts is not None else last_t + nominal
+            if last is not None and t - last_t > 2 * nominal:
+                report.gaps += 1
             yield from out.push(t, frame)
             last_t, last = t, frame
             if out.done():
@@ -162,11 +201,11 @@ def iter_frames(
     end = None if end_s is None else as_fraction(end_s)
     if rate <= 0 or start < 0 or (end is not None and end <= start):
         raise ValueError(f"bad range: fps={fps}, start_s={start_s}, end_s={end_s}")
-    emitted = 0
+    emitted, decoded_before = 0, report.frames_decoded  # a report may be shared
     for item in _to_rgb(_timed_frames(path, rate, start, end, report)):
         emitted += 1
         yield item
-    if report.frames_decoded == 0:
+    if report.frames_decoded == decoded_before:
         raise MediaError("no decodable video frames", path)
     if emitted == 0:
         raise MediaError(f"no video frames between {start_s}s and {end_s}s", path)

@@ -1,0 +1,69 @@
+"""encode_mp4: byte-identical output for identical input, round trips, size rules."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiprod_recipes.media import MediaError, decode_audio, decode_frames, encode_mp4, probe
+from tests.media_fixtures import pattern_frames, tone
+
+
+def _encode_bytes(**kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    encode_mp4(buf, pattern_frames(30), 24, tone(30 / 24, channels=2), 16000, **kwargs)
+    return buf.getvalue()
+
+
+def test_deterministic_bytes(tmp_path: Path) -> None:
+    first, second = _encode_bytes(), _encode_bytes()
+    assert first == second
+    encode_mp4(tmp_path / "c.mp4", pattern_frames(30), 24, tone(30 / 24, channels=2), 16000)
+    assert (tmp_path / "c.mp4").read_bytes() == first
+    assert b"Lavf" not in first  # no library version stamped into the header
+
+
+def test_crf_changes_output() -> None:
+    assert _encode_bytes(crf=18) != _encode_bytes(crf=30)
+
+
+def test_roundtrip(tmp_path: Path) -> None:
+    src = pattern_frames(30)
+    path = tmp_path / "rt.mp4"
+    encode_mp4(path, iter(src), 24, tone(30 / 24, channels=2), 16000, crf=12)
+    info = probe(path)
+    assert (info.width, info.height, info.frame_count) == (128, 96, 30)
+    assert info.fps == pytest.approx(24) and info.audio_channels == 2
+    frames = decode_frames(path, 24)
+    assert frames.shape == (30, 96, 128, 3)
+    err = np.abs(frames.astype(int) - np.stack(src).astype(int)).mean()
+    assert err < 6
+    pcm = decode_audio(path, 16000, 2)
+    assert pcm is not None and pcm.shape == (2, 20000)
+    assert np.sqrt(np.mean(pcm[:, 2000:-2000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+
+
+def test_ntsc_rate(tmp_path: Path) -> None:
+    encode_mp4(tmp_path / "ntsc.mp4", pattern_frames(12), 30000 / 1001)
+    assert probe(tmp_path / "ntsc.mp4").fps == pytest.approx(29.97, abs=1e-3)
+
+
+def test_odd_size_rejected(tmp_path: Path) -> None:
+    frames = [np.zeros((479, 641, 3), np.uint8)]
+    with pytest.raises(MediaError) as err:
+        encode_mp4(tmp_path / "odd.mp4", frames, 24)
+    assert err.value.reason == "odd frame size 641x479"
+
+
+def test_mismatched_frames_rejected(tmp_path: Path) -> None:
+    frames = [np.zeros((96, 128, 3), np.uint8), np.zeros((64, 128, 3), np.uint8)]
+    with pytest.raises(ValueError):
+        encode_mp4(tmp_path / "bad.mp4", frames, 24)
+
+
+def test_empty_frames_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        encode_mp4(tmp_path / "none.mp4", [], 24)

@@ -1,0 +1,131 @@
+"""Video decoding: timestamp resampling, seeking, VFR input, and damaged streams."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from aiprod_recipes.media import DecodeReport, MediaError, decode_frames, iter_frames
+from tests.media_fixtures import (
+    damage_packets,
+    make_clip,
+    make_ts,
+    make_vfr,
+    pattern_frames,
+    real_clip,
+)
+
+
+@pytest.fixture(scope="module")
+def bikes_frames() -> np.ndarray:
+    return decode_frames(real_clip("bikes.mp4"), 25)
+
+
+def test_native_rate_matches_plain_pyav(bikes_frames: np.ndarray) -> None:
+    with av.open(str(real_clip("bikes.mp4"))) as container:
+        plain = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert bikes_frames.shape == (250, 272, 640, 3) and bikes_frames.dtype == np.uint8
+    assert np.array_equal(bikes_frames, np.stack(plain))
+
+
+def test_seek_range_equals_slice_of_full_decode(bikes_frames: np.ndarray) -> None:
+    report = DecodeReport()
+    part = decode_frames(real_clip("bikes.mp4"), 25, start_s=6.0, end_s=7.2, report=report)
+    assert part.shape[0] == 30
+    assert np.array_equal(part, bikes_frames[150:180])
+    assert not report.damaged
+
+
+def test_downsample_picks_frames_by_time(bikes_frames: np.ndarray) -> None:
+    times, frames = zip(*iter_frames(real_clip("bikes.mp4"), 10, end_s=2.0), strict=True)
+    assert np.allclose(times, np.arange(20) / 10)
+    # output t = k/10 shows source frame floor(t * 25)
+    for k, frame in enumerate(frames):
+        assert np.array_equal(frame, bikes_frames[(k * 5) // 2])
+
+
+def test_iter_frames_is_lazy(tmp_path: Path) -> None:
+    it = iter_frames(make_clip(tmp_path / "c.mp4", n=24), 24)
+    assert inspect.isgenerator(it)
+    t0, first = next(it)
+    assert t0 == 0.0 and first.shape == (96, 128, 3)
+    it.close()
+
+
+def test_upsample_repeats_frames(tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "c.mp4", n=24, fps=12)
+    frames = decode_frames(path, 24)
+    assert frames.shape[0] == 48
+    assert all(np.array_equal(frames[2 * i], frames[2 * i + 1]) for i in range(24))
+
+
+def test_vfr_resampled_by_timestamps(tmp_path: Path) -> None:
+    pts_ms = [0, 40, 50, 120, 300, 310, 320, 500, 560, 700]
+    path = make_vfr(tmp_path / "vfr.mp4", pts_ms)
+    times, frames = zip(*iter_frames(path, 20), strict=True)
+    pts = np.asarray(pts_ms) / 1000
+    for t, frame in zip(times, frames, strict=True):
+        expected = int(np.searchsorted(pts, t + 1e-9, side="right")) - 1
+        assert abs(int(frame.mean()) - 20 * expected) <= 3, (t, expected, frame.mean())
+    assert times[0] == 0.0 and times[-1] == pytest.approx(0.7)
+
+
+def test_corrupt_packets_mid_stream_keep_the_rest(tmp_path: Path) -> None:
+    clean = make_clip(tmp_path / "clean.mp4", n=48)
+    broken = damage_packets(clean, tmp_path / "broken.mp4", slice(20, 23))
+    report = DecodeReport()
+    frames = decode_frames(broken, 24, report=report)
+    assert frames.shape[0] == 48  # every output time still gets a frame
+    assert report.damaged and report.bad_packets >= 1
+    assert report.frames_decoded >= 40
+    assert any("bad packet" in m for m in report.messages)
+
+
+def test_all_video_packets_garbage(tmp_path: Path) -> None:
+    clean = make_clip(tmp_path / "clean.mp4", n=24)
+    broken = damage_packets(clean, tmp_path / "garbage.mp4", slice(None))
+    report = DecodeReport()
+    with pytest.raises(MediaError) as err:
+        decode_frames(broken, 24, report=report)
+    assert err.value.reason == "no decodable video frames"
+    assert report.bad_packets > 0
+
+
+def test_range_past_the_end(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="no video frames between"):
+        decode_frames(make_clip(tmp_path / "c.mp4", n=24), 24, start_s=5.0, end_s=6.0)
+
+
+def test_end_beyond_clip_holds_last_frame_only_for_its_duration(tmp_path: Path) -> None:
+    frames = decode_frames(make_clip(tmp_path / "c.mp4", n=24), 24, end_s=10.0)
+    assert frames.shape[0] == 24
+
+
+def test_bad_range_is_a_caller_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        decode_frames(make_clip(tmp_path / "c.mp4", n=12), 24, start_s=1.0, end_s=0.5)
+
+
+def test_ts_clock_offset_and_inexact_seek(tmp_path: Path) -> None:
+    path = make_ts(tmp_path / "cam.ts")
+    full = decode_frames(path, 24)
+    assert full.shape[0] == 48
+    assert np.abs(full[0].astype(int) - pattern_frames(1)[0].astype(int)).mean() < 4
+    part = decode_frames(path, 24, start_s=1.0, end_s=1.5)
+    assert np.array_equal(part, full[24:36])
+
+
+def test_ts_damage_shows_as_gap(tmp_path: Path) -> None:
+    path = make_ts(tmp_path / "cam.ts")
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 3000] = np.random.default_rng(0).bytes(3000)
+    (tmp_path / "hurt.ts").write_bytes(bytes(data))
+    report = DecodeReport()
+    frames = decode_frames(tmp_path / "hurt.ts", 24, report=report)
+    assert frames.shape[0] == 48 and report.frames_decoded < 48
+    assert report.gaps + report.bad_packets >= 1
