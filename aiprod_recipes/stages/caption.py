@@ -76,6 +76,12 @@ def _qwen_captioner(backend: QwenOmniCaptioner, cfg: Caption, workdir: Path) -> 
 def _gemini_captioner(backend: GeminiCaptioner, cfg: Caption) -> Captioner:
     from aiprod_recipes.captioning.gemini import GeminiClient
 
+    try:
+        import google.genai  # noqa: F401
+    except ImportError as e:
+        raise StageFailed('caption.backend.type = "gemini" needs the google-genai package: '
+                          "pip install 'aiprod-recipes[gemini]'") from e
+
     client = GeminiClient.from_spec(backend)
     client.check_key()
     return lambda clip, data: client.caption(data, cfg.instruction, mime_type="video/mp4",
@@ -91,10 +97,11 @@ def _model_captioner(cfg: Caption, workdir: Path) -> Captioner:
 
 
 def _fatal(error: Exception) -> bool:
-    """Errors that will fail every clip alike (a rejected API key) stop the stage at once."""
+    """Errors that will fail every clip alike (a rejected API key, a missing package) stop
+    the stage at once."""
     from aiprod_recipes.captioning.gemini import GeminiKeyError
 
-    return isinstance(error, GeminiKeyError)
+    return isinstance(error, GeminiKeyError | ImportError)
 
 
 def _finish(text: str, cfg: Caption) -> str:
