@@ -49,6 +49,10 @@ class StageDef:
     """Package folders (besides the stage module) whose code shapes the result."""
     extra_outputs: tuple[Output, ...] = ()
     persist: bool = False
+    metrics: tuple[str, ...] = ()
+    """Files inside the output that are DVC metrics (dvc metrics show, dvc exp show)."""
+    plots: tuple[str, ...] = ()
+    """Folders or files inside the output that are DVC plots, with step as x."""
 
     @property
     def module(self) -> str:
@@ -116,6 +120,13 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(
         "split", "train/val assignment by content hash",
         sections=("split",), upstream_files=(("ingest", "manifest.jsonl"),),
+    ),
+    StageDef(
+        "train", "flow-matching LoRA or full fine-tune; adapter, DVCLive metrics and plots",
+        sections=("strategy", "lora", "optim", "train", "flow", "quant", "model"),
+        upstream=("split", "embed", "latents", "reference"), uses_model=True,
+        code=("aiprod_recipes/training", "aiprod_recipes/model"),
+        metrics=("live/metrics.json",), plots=("live/plots/metrics",),
     ),
 )
 """Every stage, in pipeline order."""

@@ -44,8 +44,17 @@ def render_stage(stage: StageDef, spec: Spec) -> dict[str, Any]:
 
 
 def render(spec: Spec) -> dict[str, Any]:
-    """The whole dvc.yaml document for a spec."""
-    return {"stages": {s.name: render_stage(s, spec) for s in stages_for(spec)}}
+    """The whole dvc.yaml document for a spec; metrics and plots are declared top-level so
+    that they may live inside a stage's output folder."""
+    stages = stages_for(spec)
+    doc: dict[str, Any] = {"stages": {s.name: render_stage(s, spec) for s in stages}}
+    metrics = [(s.out_dir / m).as_posix() for s in stages for m in s.metrics]
+    plots = [{(s.out_dir / p).as_posix(): {"x": "step"}} for s in stages for p in s.plots]
+    if metrics:
+        doc["metrics"] = metrics
+    if plots:
+        doc["plots"] = plots
+    return doc
 
 
 def render_text(spec: Spec) -> str:
