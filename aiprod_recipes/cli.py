@@ -81,6 +81,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    from aiprod_recipes.decode import DecodeError, decode_item
+
+    try:
+        out = decode_item(load_spec(args.file), args.clip, Path(args.out), args.stage)
+    except DecodeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_setup_dvc(args: argparse.Namespace) -> int:
     from aiprod_recipes.dvc_bare_params import write_pth
 
@@ -110,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale")
     run = add("run", cmd_run, "run one pipeline stage (what dvc.yaml calls)")
     run.add_argument("stage")
+    d = add("decode", cmd_decode, "decode a clip's stored latents to an mp4 (video + audio)")
+    d.add_argument("clip", help="clip id (see data/stages/latents/manifest.jsonl)")
+    d.add_argument("--out", "-o", default="decoded.mp4")
+    d.add_argument("--stage", choices=["latents", "reference"], default="latents")
     add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
         spec_arg=False)
     return p

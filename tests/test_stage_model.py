@@ -89,3 +89,19 @@ def test_reference_off_writes_an_empty_manifest(project: Path) -> None:
     _run("base", "ingest")
     assert run_stage("reference") == {"enabled": False, "clips": 0}
     assert (STAGES / "reference" / "manifest.jsonl").read_text() == ""
+
+
+def test_decode_command_writes_both_streams(project: Path) -> None:
+    import av
+
+    from aiprod_recipes.cli import main
+
+    _prepare(project, ["pulse"])
+    _run("base", "ingest", "latents")
+    item = ShardReader(STAGES / "latents").rows[0]["item"]
+    assert main(["decode", item, "--out", "decoded.mp4"]) == 0
+    with av.open("decoded.mp4") as container:
+        kinds = sorted(s.type for s in container.streams)
+        frames = sum(1 for _ in container.decode(video=0))
+    assert kinds == ["audio", "video"] and frames == 17
+    assert main(["decode", "no-such-clip"]) == 2

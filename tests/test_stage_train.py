@@ -1,0 +1,106 @@
+"""The train stage: adapter + DVCLive output, kill and resume to identical bytes, fresh start
+when params change."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aiprod_recipes.runtime import run_stage
+from aiprod_recipes.stages.train import ADAPTER, checkpoint_root
+from tests.conftest import BIN, write_spec
+from tests.media_fixtures import SAMPLE_DIR
+
+TRAIN = Path("data/stages/train")
+SPEC = {
+    "video": {"buckets": [{"width": 32, "height": 32, "frames": 9}]},
+    "train": {"steps": 30, "checkpoint_every": 3, "log_every": 2},
+    "split": {"val_fraction": 0.3, "seed": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with every stage before train done, shared by the tests (copied each time)."""
+    root = tmp_path_factory.mktemp("prepared")
+    (root / "raw").mkdir()
+    for name in ("pulse", "sunrise", "orbits"):
+        shutil.copy(SAMPLE_DIR / f"{name}.mp4", root / "raw")
+        shutil.copy(SAMPLE_DIR / f"{name}.txt", root / "raw")
+    write_spec(root, data={"raw_dir": "raw"}, **SPEC)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in ("base", "ingest", "caption", "embed", "latents", "reference", "split"):
+            run_stage(stage)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(prepared, dest)
+    monkeypatch.chdir(dest)
+    return dest
+
+
+def test_adapter_and_metrics(copy: Path) -> None:
+    report = run_stage("train")
+    assert report["steps"] == 30 and not report["resumed"]
+    assert (TRAIN / ADAPTER).stat().st_size > 0
+    metrics = json.loads((TRAIN / "live" / "metrics.json").read_text())
+    assert metrics["step"] == 30 and "loss" in metrics["train"]
+    rows = (TRAIN / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    steps = [int(line.split("\t")[0]) for line in rows[1:]]
+    assert steps == list(range(2, 31, 2))
+    assert not checkpoint_root().exists() or not any(checkpoint_root().iterdir())
+
+
+def _kill_after_a_checkpoint(project: Path) -> None:
+    """Start the train stage in its own process and SIGKILL it once a checkpoint exists."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "aiprod-recipes"), "run", "train"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(6000):
+            if list((project / checkpoint_root()).glob("*/current/state.json")):
+                break
+            if proc.poll() is not None:
+                pytest.fail("the train stage ended before it could be killed")
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_killed_run_resumes_to_identical_bytes(copy: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(copy, reference)
+    _kill_after_a_checkpoint(copy)
+    assert not TRAIN.exists(), "a killed stage must leave no output"
+    report = run_stage("train")
+    assert report["resumed"] and report["steps"] == 30
+    os.chdir(reference)
+    run_stage("train")
+    assert (copy / TRAIN / ADAPTER).read_bytes() == (reference / TRAIN / ADAPTER).read_bytes()
+    for path in (reference / TRAIN / "live").rglob("*.tsv"):
+        assert path.read_text() == (copy / TRAIN / "live" / path.relative_to(
+            reference / TRAIN / "live")).read_text()
+
+
+def test_other_params_start_fresh(copy: Path) -> None:
+    _kill_after_a_checkpoint(copy)
+    write_spec(copy, data={"raw_dir": "raw"}, **{**SPEC, "optim": {"learning_rate": 5e-3}})
+    report = run_stage("train")
+    assert not report["resumed"] and report["steps"] == 30
