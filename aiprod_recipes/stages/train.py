@@ -101,7 +101,11 @@ def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
 
     model = state.accelerator.unwrap_model(state.model)
     if spec.train.mode == "full":
-        save_full_weights(model, paths.out / FULL_WEIGHTS, {"format": "aiprod-recipes/full-v1"})
+        from aiprod_recipes.model.loader import checkpoint_config
+
+        header = {"format": "aiprod-recipes/full-v1",
+                  "config": json.dumps(checkpoint_config(paths.model.checkpoint))}
+        save_full_weights(model, paths.out / FULL_WEIGHTS, header)
         return FULL_WEIGHTS
     meta = AdapterMeta(
         rank=spec.lora.rank, alpha=spec.lora.alpha,
@@ -142,7 +146,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
 
     try:
-        loop.run(state, data.batch_at, log=log, checkpoint_root=root)
+        loop.run(state, data.batch_at, log=log, checkpoint_root=root, resume=False)
     except loop.NonFiniteLoss as e:
         raise StageFailed(f"train: {e}") from e
     finally:
