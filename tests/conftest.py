@@ -12,6 +12,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# The suite runs two workers on two cores: one math thread each (and in every subprocess
+# they start) avoids oversubscription, which slows small tensor work many times over.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 def run_cmd(args: list[str], cwd: Path, check: bool = True, env: dict | None = None
             ) -> subprocess.CompletedProcess[str]:

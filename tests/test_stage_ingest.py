@@ -74,7 +74,7 @@ def _broken_inputs(raw: Path, tmp: Path) -> dict[str, str]:
     make_clip(raw / "huge.mp4", n=30, width=320)
     return {"empty.mp4": "empty", "truncated.mp4": "truncated", "noise.mp4": "not a media file",
             "notes.mov": "not a media file", "audio_only.mp4": "no video",
-            "all_garbage.mp4": "no video frames", "odd.mp4": "odd frame size 129x97",
+            "all_garbage.mp4": "no decodable video frames", "odd.mp4": "odd frame size 129x97",
             "huge.mp4": "exceeds the 256x4320 limit"}
 
 

@@ -22,7 +22,7 @@ from tests.media_fixtures import SAMPLE_DIR
 TRAIN = Path("data/stages/train")
 SPEC = {
     "video": {"buckets": [{"width": 32, "height": 32, "frames": 9}]},
-    "train": {"steps": 30, "checkpoint_every": 3, "log_every": 2},
+    "train": {"steps": 18, "checkpoint_every": 3, "log_every": 2},
     "split": {"val_fraction": 0.3, "seed": 0},
 }
 
@@ -56,13 +56,13 @@ def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 def test_adapter_and_metrics(copy: Path) -> None:
     report = run_stage("train")
-    assert report["steps"] == 30 and not report["resumed"]
+    assert report["steps"] == 18 and not report["resumed"]
     assert (TRAIN / ADAPTER).stat().st_size > 0
     metrics = json.loads((TRAIN / "live" / "metrics.json").read_text())
-    assert metrics["step"] == 30 and "loss" in metrics["train"]
+    assert metrics["step"] == 18 and "loss" in metrics["train"]
     rows = (TRAIN / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     steps = [int(line.split("\t")[0]) for line in rows[1:]]
-    assert steps == list(range(2, 31, 2))
+    assert steps == list(range(2, 19, 2))
     assert not checkpoint_root().exists() or not any(checkpoint_root().iterdir())
 
 
@@ -90,7 +90,7 @@ def test_killed_run_resumes_to_identical_bytes(copy: Path, tmp_path: Path) -> No
     _kill_after_a_checkpoint(copy)
     assert not TRAIN.exists(), "a killed stage must leave no output"
     report = run_stage("train")
-    assert report["resumed"] and report["steps"] == 30
+    assert report["resumed"] and report["steps"] == 18
     os.chdir(reference)
     run_stage("train")
     assert (copy / TRAIN / ADAPTER).read_bytes() == (reference / TRAIN / ADAPTER).read_bytes()
@@ -103,4 +103,4 @@ def test_other_params_start_fresh(copy: Path) -> None:
     _kill_after_a_checkpoint(copy)
     write_spec(copy, data={"raw_dir": "raw"}, **{**SPEC, "optim": {"learning_rate": 5e-3}})
     report = run_stage("train")
-    assert not report["resumed"] and report["steps"] == 30
+    assert not report["resumed"] and report["steps"] == 18
