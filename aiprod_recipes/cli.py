@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from aiprod_recipes import recipes, render
+from aiprod_recipes.inference.cli import add_sample_parser
 from aiprod_recipes.registry import UnknownStage
 from aiprod_recipes.specio import DEFAULT_SPEC, SpecErrors, json_schema, load_spec, spec_to_toml
 
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("clip", help="clip id (see data/stages/latents/manifest.jsonl)")
     d.add_argument("--out", "-o", default="decoded.mp4")
     d.add_argument("--stage", choices=["latents", "reference"], default="latents")
+    add_sample_parser(sub)
     add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
         spec_arg=False)
     return p

@@ -128,6 +128,15 @@ STAGES: tuple[StageDef, ...] = (
         code=("aiprod_recipes/training", "aiprod_recipes/model"),
         metrics=("live/metrics.json",), plots=("live/plots/metrics",),
     ),
+    StageDef(
+        "evaluate", "held-out loss base vs adapter, sample mp4s with sound, report.md",
+        sections=("eval", "strategy", "lora", "optim", "train", "flow", "text_encoder",
+                  "ingest", "reference", "model"),
+        upstream=("train", "split", "caption", "embed", "latents", "reference", "ingest"),
+        uses_model=True,
+        code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),
+        metrics=("metrics.json",),
+    ),
 )
 """Every stage, in pipeline order."""
 

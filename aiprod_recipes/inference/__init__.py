@@ -1,0 +1,9 @@
+"""Sampling from the base model plus adapters, the held-out loss, the evaluation report and
+the ``aiprod-recipes sample`` command.
+
+Modules: ``guidance`` (CFG + STG through ltx-core's guider and perturbations), ``sampler``
+(seeded flow-matching Euler sampling and decoding to an mp4 with sound), ``adapters``
+(attach, fuse, toggle LoRA files), ``prompts`` (text to Gemma features), ``metrics`` (the
+held-out flow-matching loss), ``report`` (metrics.json and report.md), ``cli`` (the
+``sample`` subcommand) and ``hub`` (a model card and a Hugging Face upload).
+"""

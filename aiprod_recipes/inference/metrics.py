@@ -1,0 +1,146 @@
+"""Held-out flow-matching loss of the base model and of base + adapter on the val split.
+
+For every val clip and every level s in ``eval.loss_levels`` the clip's stored latents are
+noised to s with noise from a CPU generator seeded by (eval.seed, clip, s), the same for
+both models, and the masked MSE to the velocity target is taken exactly as training takes
+it (``training.objective.batch_losses``: video + audio, conditioning tokens excluded).
+Image-to-video clips are always conditioned on their first frame here, so the number
+measures the task the adapter is for, without a coin flip.
+
+``improvement`` = base - adapter: positive when the adapter fits held-out clips better.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import torch
+
+from aiprod_recipes.inference.adapters import adapters_disabled
+from aiprod_recipes.model.text import PromptFeatures
+from aiprod_recipes.spec import Flow, ImageToVideo, Spec, Strategy, VideoToVideo
+from aiprod_recipes.store.shards import ShardReader
+from aiprod_recipes.training.forward import Batch, text_context, tokenize
+from aiprod_recipes.training.objective import Generators, batch_losses
+
+__all__ = ["ValClip", "clip_generators", "evaluate_losses", "level_key", "load_val_clips",
+           "model_losses"]
+
+
+@dataclass(frozen=True)
+class ValClip:
+    """One val clip as the loss reads it."""
+
+    item: str
+    batch: Batch
+
+
+def level_key(prefix: str, level: float) -> str:
+    """``loss_base_level_0.1``: the level as written in the spec."""
+    return f"{prefix}_level_{level:g}"
+
+
+def clip_generators(seed: int, item: str, level: float) -> Generators:
+    """Generators fixed by (seed, clip, level) alone, so every model sees the same noise."""
+    digest = hashlib.sha256(f"{seed}:{item}:{level!r}".encode()).digest()
+    base = int.from_bytes(digest[:7], "big")
+
+    def gen(offset: int) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(base + offset)
+
+    return Generators(levels=gen(0), noise=gen(1), condition=gen(2))
+
+
+def load_val_clips(spec: Spec, val_items: Sequence[str], latents: Path, embed: Path,
+                   reference: Path | None = None) -> list[ValClip]:
+    """Val clips with stored latents and text features (clips the latents stage skipped
+    are left out). Reference latents are read for IC-LoRA strategies."""
+    lat, emb = ShardReader(latents), ShardReader(embed)
+    ref = ShardReader(reference) if reference is not None and isinstance(
+        spec.strategy, VideoToVideo) else None
+    clips = []
+    for item in sorted(val_items):
+        if item not in lat.by_item or item not in emb.by_item:
+            continue
+        if ref is not None and item not in ref.by_item:
+            continue
+        t, f = lat.item_tensors(item), emb.item_tensors(item)
+        text = PromptFeatures(video=f["video"], audio=f.get("audio"), mask=f["mask"].bool())
+        audio = t.get("audio") if spec.strategy.with_audio else None
+        clips.append(ValClip(item, Batch(
+            video=t["video"][None].float(),
+            text=[text],
+            audio=None if audio is None else audio[None].float(),
+            reference=None if ref is None else ref.item_tensors(item)["video"][None].float(),
+            fps=float(lat.by_item[item]["fps"]),
+            reference_downscale=spec.reference.downscale,
+        )))
+    return clips
+
+
+def _eval_strategy(strategy: Strategy) -> Strategy:
+    if isinstance(strategy, ImageToVideo):
+        return msgspec.structs.replace(strategy, first_frame_p=1.0)
+    return strategy
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device)
+    return Batch(video=move(batch.video), text=batch.text, audio=move(batch.audio),
+                 reference=move(batch.reference), fps=batch.fps,
+                 reference_downscale=batch.reference_downscale)
+
+
+@torch.no_grad()
+def model_losses(model: torch.nn.Module, processor: torch.nn.Module, clips: Sequence[ValClip],
+                 strategy: Strategy, flow: Flow, levels: Sequence[float],
+                 seed: int) -> dict[float, list[float]]:
+    """Level -> the loss of each clip (in ``clips`` order) for one model."""
+    device = next(model.parameters()).device
+    strategy = _eval_strategy(strategy)
+    out: dict[float, list[float]] = {level: [] for level in levels}
+    for clip in clips:
+        batch = _to(clip.batch, device)
+        context = text_context(processor, batch)
+        tokens = tokenize(batch, strategy.with_audio)
+        for level in levels:
+            level_t = torch.tensor([level], dtype=torch.float32)
+            audio_level = level_t.clone() if tokens.audio is not None else None
+            losses = batch_losses(model, tokens, context, strategy, flow,
+                                  clip_generators(seed, clip.item, level),
+                                  levels=(level_t, audio_level))
+            out[level].append(float(losses.total))
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def evaluate_losses(model: torch.nn.Module, processor: torch.nn.Module,
+                    clips: Sequence[ValClip], spec: Spec) -> dict[str, float | int]:
+    """The flat metrics dict for a model with one attached adapter: ``loss_base``,
+    ``loss_adapter``, ``loss_{base,adapter}_level_<s>``, ``improvement``, ``num_val_clips``.
+
+    With no val clip the losses are NaN (written as null in JSON)."""
+    levels = list(spec.eval.loss_levels)
+    args = (processor, clips, spec.strategy, spec.flow, levels, spec.eval.seed)
+    with adapters_disabled(model):
+        base = model_losses(model, *args)
+    adapted = model_losses(model, *args)
+    out: dict[str, float | int] = {
+        "loss_base": _mean([v for level in levels for v in base[level]]),
+        "loss_adapter": _mean([v for level in levels for v in adapted[level]]),
+    }
+    for level in levels:
+        out[level_key("loss_base", level)] = _mean(base[level])
+    for level in levels:
+        out[level_key("loss_adapter", level)] = _mean(adapted[level])
+    out["improvement"] = out["loss_base"] - out["loss_adapter"]
+    out["num_val_clips"] = len(clips)
+    return out

@@ -1,0 +1,121 @@
+"""The evaluate stage's human-facing outputs: thumbnails, metrics.json and report.md.
+
+report.md is plain Markdown with relative links, so it renders in a browser, on GitHub and
+in ``dvc exp show``-adjacent tooling alike: the metrics table, the key training settings,
+then one thumbnail per sample (its first and middle frames) linking to the mp4.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
+
+__all__ = ["SampleEntry", "spec_summary", "write_metrics", "write_report", "write_thumbnail"]
+
+
+@dataclass(frozen=True)
+class SampleEntry:
+    """One generated sample, paths relative to the report's folder."""
+
+    video: str
+    thumbnail: str
+    prompt: str
+    mode: str
+    seed: int
+
+
+def write_thumbnail(path: Path, frames: np.ndarray) -> Path:
+    """The first and middle frames side by side, as a PNG."""
+    if frames.ndim != 4 or len(frames) == 0:
+        raise ValueError(f"expected frames [F, H, W, 3], got {frames.shape}")
+    strip = np.concatenate([frames[0], frames[len(frames) // 2]], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
+    """metrics.json with sorted keys; NaN (no val clips) becomes null."""
+    doc = {k: _json_value(v) for k, v in metrics.items()}
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def spec_summary(spec: Spec) -> dict[str, Any]:
+    """The settings a reader compares between experiments."""
+    values = section_values(spec, ("strategy", "lora", "optim", "train", "eval"))
+    train = values["train"]
+    optim = values["optim"]
+    ev = values["eval"]
+    return {
+        "strategy": values["strategy"],
+        "lora": values["lora"],
+        "optim": {k: optim[k] for k in ("optimizer", "learning_rate", "scheduler",
+                                        "warmup_steps", "weight_decay", "max_grad_norm")},
+        "train": {k: train[k] for k in ("mode", "steps", "batch_size",
+                                        "gradient_accumulation_steps", "mixed_precision",
+                                        "seed")},
+        "eval": {k: ev[k] for k in ("steps", "cfg_scale", "stg_scale", "stg_blocks", "seed",
+                                    "bucket")},
+    }
+
+
+def _fmt(value: Any, nested: bool = False) -> str:
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.6g}"
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={_fmt(v, True)}" for k, v in value.items())
+        return f"({text})" if nested else text
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v, True) for v in value) + "]"
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _metrics_table(metrics: dict[str, Any], levels: Sequence[float]) -> list[str]:
+    lines = ["| noise level | base | adapter | base - adapter |", "|---|---|---|---|"]
+    rows = [("all", metrics["loss_base"], metrics["loss_adapter"])]
+    rows += [(f"{s:g}", metrics[f"loss_base_level_{s:g}"], metrics[f"loss_adapter_level_{s:g}"])
+             for s in levels]
+    for name, base, adapter in rows:
+        lines.append(f"| {name} | {_fmt(base)} | {_fmt(adapter)} | {_fmt(base - adapter)} |")
+    return lines
+
+
+def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
+                 samples: Sequence[SampleEntry]) -> Path:
+    """report.md: metrics, the spec summary, and every sample with its prompt."""
+    lines = ["# Evaluation", "",
+             f"Held-out flow-matching loss on {metrics['num_val_clips']} val clip(s), "
+             "same noise for both models (lower is better).", ""]
+    lines += _metrics_table(metrics, spec.eval.loss_levels)
+    lines += ["", "## Settings", "", "| section | values |", "|---|---|"]
+    for section, values in spec_summary(spec).items():
+        lines.append(f"| {section} | {_escape(_fmt(values))} |")
+    lines += ["", f"## Samples ({len(samples)})", ""]
+    if not samples:
+        lines.append("No samples (eval.max_samples = 0 or no prompt).")
+    for i, s in enumerate(samples):
+        lines += [f"### {i + 1}. {s.mode}, seed {s.seed}", "",
+                  f"[![sample {i + 1}]({s.thumbnail})]({s.video})", "",
+                  f"> {_escape(s.prompt)}", ""]
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path

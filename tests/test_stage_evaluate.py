@@ -1,0 +1,146 @@
+"""The evaluate stage on the tiny model: metrics keys, samples with sound, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+from aiprod_recipes.registry import model_paths
+from aiprod_recipes.runtime import StageFailed, StagePaths, run_stage
+from aiprod_recipes.specio import load_spec
+from aiprod_recipes.stages import evaluate
+from aiprod_recipes.stages.common import model_fingerprint
+from aiprod_recipes.training.lora import AdapterMeta, add_lora, lora_layers, save_adapter
+from tests.conftest import write_spec
+from tests.media_fixtures import SAMPLE_DIR
+
+SPEC = {
+    "video": {"buckets": [{"width": 32, "height": 32, "frames": 9}]},
+    "split": {"val_fraction": 0.5, "seed": 0},
+    "eval": {"max_samples": 1, "steps": 2, "bucket": {"width": 32, "height": 32, "frames": 9},
+             "loss_levels": [0.2, 0.8]},
+}
+LEVEL_KEYS = [f"loss_{m}_level_{s}" for m in ("base", "adapter") for s in ("0.2", "0.8")]
+
+
+def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
+    """A train-stage output: an adapter on the project's base, lora_B random or zero."""
+    from aiprod_recipes.stages.common import load_model
+
+    spec = load_spec(project / "params.toml")
+    paths = model_paths(spec)
+    model = load_model(spec.model, paths, {"transformer"}).transformer
+    add_lora(model, spec.lora, seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            b = layer.lora_B["default"].weight
+            b.copy_(torch.zeros_like(b) if zero_b else 0.05 * torch.randn(b.shape, generator=gen))
+    meta = AdapterMeta(rank=spec.lora.rank, alpha=spec.lora.alpha,
+                       target_modules=tuple(spec.lora.target_modules), strategy="text_to_video",
+                       base_fingerprint=model_fingerprint(paths), spec_hash="test")
+    return save_adapter(model, project / "data/stages/train/adapter.safetensors", meta)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "raw").mkdir()
+    for name in ("pulse", "sunrise", "orbits"):
+        shutil.copy(SAMPLE_DIR / f"{name}.mp4", root / "raw")
+        shutil.copy(SAMPLE_DIR / f"{name}.txt", root / "raw")
+    write_spec(root, data={"raw_dir": "raw"}, **SPEC)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in ("base", "ingest", "caption", "embed", "latents", "reference", "split"):
+            run_stage(stage)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(prepared, dest)
+    monkeypatch.chdir(dest)
+    return dest
+
+
+def run_evaluate(project: Path) -> tuple[dict, Path]:
+    spec = load_spec(project / "params.toml")
+    out = project / "out"
+    out.mkdir()
+    paths = StagePaths(out=out, previous=None, raw_dir=Path(spec.data.raw_dir),
+                       model=model_paths(spec))
+    return evaluate.run(spec, paths), out
+
+
+def test_metrics_samples_and_report(copy: Path) -> None:
+    make_adapter(copy, zero_b=False)
+    report, out = run_evaluate(copy)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"loss_base", "loss_adapter", "improvement", "num_val_clips",
+                            "num_samples", *LEVEL_KEYS}
+    assert metrics["num_val_clips"] >= 1 and metrics["num_samples"] == report["samples"] == 1
+    assert metrics["loss_base"] != metrics["loss_adapter"]
+    assert metrics["improvement"] == pytest.approx(metrics["loss_base"] - metrics["loss_adapter"])
+    assert report["loss_base"] == pytest.approx(metrics["loss_base"], abs=1e-6)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["sample_00.mp4",
+                                                                   "sample_00.png"]
+    with av.open(str(out / "samples" / "sample_00.mp4")) as c:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
+        assert sum(1 for _ in c.decode(video=0)) == 9
+    text = (out / "report.md").read_text()
+    assert "[![sample 1](samples/sample_00.png)](samples/sample_00.mp4)" in text
+    assert "| all |" in text and "| lora | rank=8" in text
+
+
+def test_zero_adapter_matches_base(copy: Path) -> None:
+    write_spec(copy, data={"raw_dir": "raw"}, **{**SPEC, "eval": {**SPEC["eval"],
+                                                                   "max_samples": 0}})
+    make_adapter(copy, zero_b=True)
+    report, out = run_evaluate(copy)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert report["samples"] == 0 and not (out / "samples").exists()
+    assert metrics["loss_base"] == metrics["loss_adapter"]
+    assert all(metrics[f"loss_base_level_{s}"] == metrics[f"loss_adapter_level_{s}"]
+               for s in ("0.2", "0.8"))
+    assert metrics["improvement"] == 0.0
+
+
+def test_adapter_for_another_base_fails(copy: Path) -> None:
+    path = make_adapter(copy, zero_b=True)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        header = {**f.metadata(), "base_model_fingerprint": "0" * 64}
+    save_file(load_file(str(path)), str(path), metadata=header)
+    with pytest.raises(StageFailed, match="trained on base"):
+        run_evaluate(copy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["image_to_video", "video_to_video"])
+def test_conditioned_samples(copy: Path, strategy: str) -> None:
+    extra: dict = {"strategy": {"type": strategy}}
+    if strategy == "video_to_video":
+        extra["reference"] = {"enabled": True, "downscale": 1}
+    write_spec(copy, data={"raw_dir": "raw"}, **SPEC, **extra)
+    if strategy == "video_to_video":
+        run_stage("reference")
+    make_adapter(copy, zero_b=False)
+    report, out = run_evaluate(copy)
+    assert report["samples"] == 1
+    assert f"1. {strategy}, seed 0" in (out / "report.md").read_text()
+    with av.open(str(out / "samples" / "sample_00.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 9
+        assert len(c.streams.audio) == 1  # the tiny recipe trains audio in every strategy
