@@ -42,6 +42,8 @@ class StagePaths:
     """The output of the previous run (kept by DVC for persistent outputs), for reuse."""
     raw_dir: Path
     model: ModelPaths
+    spec_file: Path = DEFAULT_SPEC
+    """The spec this run was started with (passed on to worker processes)."""
 
     def upstream(self, stage: str) -> Path:
         """The finished output folder of another stage."""
@@ -85,7 +87,7 @@ def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:
     started = time.monotonic()
     with atomic_dir(final) as tmp:
         paths = StagePaths(out=tmp, previous=previous, raw_dir=Path(spec.data.raw_dir),
-                           model=model_paths(spec))
+                           model=model_paths(spec), spec_file=Path(spec_path))
         report = module.run(spec, paths)
         write_provenance(tmp, _provenance(stage, spec))
     summary = ", ".join(f"{k}={v}" for k, v in report.items())

@@ -363,6 +363,8 @@ class Train(Base):
         250
     )
     log_every: Annotated[int, _d("Steps between metric logs.", ge=1)] = 10
+    accelerate_config: Annotated[str, _d("accelerate config file for multi-process training "
+                                         "(DDP, FSDP); empty: one process.")] = ""
 
     def __post_init__(self) -> None:
         _rule(self.checkpoint_every <= self.steps, "train.checkpoint_every",

@@ -104,3 +104,37 @@ def test_other_params_start_fresh(copy: Path) -> None:
     write_spec(copy, data={"raw_dir": "raw"}, **{**SPEC, "optim": {"learning_rate": 5e-3}})
     report = run_stage("train")
     assert not report["resumed"] and report["steps"] == 18
+
+
+DDP_CPU = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+machine_rank: 0
+num_processes: 2
+main_process_port: {port}
+mixed_precision: "no"
+rdzv_backend: static
+same_network: true
+use_cpu: false
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_on_cpu(copy: Path) -> None:
+    """Two gloo processes through accelerate; only the main one writes the outputs."""
+    (copy / "ddp.yaml").write_text(DDP_CPU.format(port=_free_port()))
+    write_spec(copy, data={"raw_dir": "raw"},
+               **{**SPEC, "train": {**SPEC["train"], "accelerate_config": "ddp.yaml"}})
+    report = run_stage("train")
+    assert report["processes"] == 2 and report["steps"] == 18
+    assert (TRAIN / ADAPTER).stat().st_size > 0
+    assert json.loads((TRAIN / "live" / "metrics.json").read_text())["step"] == 18
+    assert not (TRAIN / ".train-report.json").exists()

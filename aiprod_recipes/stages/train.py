@@ -25,6 +25,7 @@ from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.common import load_model, model_fingerprint, resolve_device
 from aiprod_recipes.stages.split import read_split
 from aiprod_recipes.store.shards import canonical_json
+from aiprod_recipes.training import distributed
 from aiprod_recipes.training.data import NoTrainingData, TrainData
 
 ADAPTER = "adapter.safetensors"
@@ -120,6 +121,18 @@ def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
+    """One process, or ``train.accelerate_config``'s processes through ``accelerate launch``."""
+    if spec.train.accelerate_config and not distributed.is_worker():
+        try:
+            return distributed.launch(spec.train.accelerate_config, paths.out,
+                                      str(paths.spec_file))
+        except distributed.LaunchFailed as e:
+            raise StageFailed(str(e)) from e
+    return train(spec, paths)
+
+
+def train(spec: Spec, paths: StagePaths) -> Report:
+    """Train in this process (one of several under accelerate: only the main one writes)."""
     from aiprod_recipes.training import loop
 
     try:
@@ -128,32 +141,51 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         raise StageFailed(f"train: {e}") from e
     fp = run_fingerprint(spec, paths)
     root = checkpoint_root() / fp[:16]
-    for stale in checkpoint_root().glob("*") if checkpoint_root().exists() else []:
-        if stale != root:
-            shutil.rmtree(stale, ignore_errors=True)
     components = load_model(spec.model, paths.model, {"transformer", "embeddings_processor"})
     state = loop.setup(components.transformer, components.embeddings_processor,
                        loop.Sections.from_spec(spec), fp, resolve_device(spec.model.device))
+    main = state.accelerator.is_main_process
+    if main:
+        _remove_stale_checkpoints(root)
+    state.accelerator.wait_for_everyone()
     resumed = loop.try_resume(state, root)
-    if resumed:
+    rank, world = state.accelerator.process_index, state.accelerator.num_processes
+    distributed.decorrelate(state.generators, rank, state.step)
+    if resumed and main:
         print(f"train: resuming at step {state.step} from {root}", file=sys.stderr)
-    history = History(root / HISTORY, state.step)
-    bar = tqdm(total=spec.train.steps, initial=state.step, desc="train", unit="step")
+    history = History(root / HISTORY, state.step) if main else None
+    bar = tqdm(total=spec.train.steps, initial=state.step, desc="train", unit="step",
+               disable=not main)
 
     def log(step: int, metrics: dict[str, float]) -> None:
-        history.log(step, metrics)
+        if history is not None:
+            history.log(step, metrics)
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
 
     try:
-        loop.run(state, data.batch_at, log=log, checkpoint_root=root, resume=False)
+        loop.run(state, lambda i: data.batch_at(i * world + rank), log=log,
+                 checkpoint_root=root, resume=False)
     except loop.NonFiniteLoss as e:
         raise StageFailed(f"train: {e}") from e
     finally:
         bar.close()
+    if not main or history is None:
+        state.accelerator.wait_for_everyone()
+        return {}
     name = _save_result(spec, paths, state)
     write_live(history.rows, paths.out / LIVE)
     shutil.rmtree(root, ignore_errors=True)
+    state.accelerator.wait_for_everyone()
     last = history.rows[-1] if history.rows else {}
     return {"steps": state.step, "resumed": resumed, "clips": len(data.items),
-            "final_loss": round(last.get("loss", float("nan")), 5), "output": name}
+            "processes": world, "final_loss": round(last.get("loss", float("nan")), 5),
+            "output": name}
+
+
+def _remove_stale_checkpoints(keep: Path) -> None:
+    """Checkpoints of runs with other params can never be resumed: free their space."""
+    if checkpoint_root().exists():
+        for stale in checkpoint_root().iterdir():
+            if stale != keep:
+                shutil.rmtree(stale, ignore_errors=True)

@@ -184,7 +184,8 @@ def predict(
 
 
 def _input_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The dtype activations enter the transformer in (the patchify projection's)."""
-    proj = model.patchify_proj
+    """The dtype activations enter the transformer in (the patchify projection's); a DDP or
+    FSDP wrapper is looked through."""
+    proj = getattr(model, "module", model).patchify_proj
     weight = getattr(proj, "base_layer", proj).weight
     return weight.dtype if weight.is_floating_point() else torch.bfloat16

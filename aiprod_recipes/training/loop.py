@@ -237,5 +237,7 @@ def run(
             log(state.step, metrics)
         if (checkpoint_root is not None and t.checkpoint_every
                 and state.step % t.checkpoint_every == 0):
-            save_state(state, checkpoint_root)
+            if state.accelerator.is_main_process:
+                save_state(state, checkpoint_root)
+            state.accelerator.wait_for_everyone()
     return state
