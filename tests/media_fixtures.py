@@ -110,3 +110,27 @@ def damage_packets(src: Path, dest: Path, which: slice, seed: int = 1) -> Path:
         data[pos : pos + size] = rng.bytes(size)
     dest.write_bytes(bytes(data))
     return dest
+
+
+def make_ts(path: Path, n: int = 48, clock_start_s: int = 10) -> Path:
+    """An MPEG-TS clip (no index, so seeks are inexact) whose clock starts at 10 s."""
+    pcm = tone(n / 24)
+    with av.open(str(path), "w", format="mpegts") as container:
+        video = container.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = 128, 96, "yuv420p"
+        video.options = {"g": "12"}
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i, array in enumerate(pattern_frames(n)):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = i + clock_start_s * 24, Fraction(1, 24)
+            container.mux(video.encode(frame))
+        for k in range(0, pcm.shape[1], 1024):
+            chunk = np.ascontiguousarray(pcm[:, k : k + 1024])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.time_base = 16000, Fraction(1, 16000)
+            frame.pts = k + clock_start_s * 16000
+            container.mux(audio.encode(frame))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path
