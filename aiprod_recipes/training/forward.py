@@ -13,6 +13,8 @@ appended at the end, as ltx-core's reference conditioning appends them.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,6 +144,48 @@ def text_context(processor: EmbeddingsProcessor, batch: Batch) -> TextContext:
     param = next(processor.parameters())
     with torch.no_grad():
         return features_to_context(processor, batch.text, param.device, param.dtype)
+
+
+class ContextCache:
+    """Connector outputs per stored caption, computed once instead of at every step.
+
+    The connectors are frozen, so a caption's features always give the same context; the
+    cache is keyed by the features' bytes and bounded (least recently used goes first).
+    Each entry is computed alone, exactly as ``features_to_context`` does per prompt, so
+    cached and uncached runs give identical numbers.
+    """
+
+    def __init__(self, processor: EmbeddingsProcessor, capacity: int = 64) -> None:
+        self.processor = processor
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, TextContext] = OrderedDict()
+
+    @staticmethod
+    def key(features: PromptFeatures) -> bytes:
+        h = hashlib.sha1()
+        for t in (features.video, features.audio, features.mask):
+            if t is not None:
+                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.digest()
+
+    def __call__(self, texts: Sequence[PromptFeatures]) -> TextContext:
+        parts = [self._one(f) for f in texts]
+        return TextContext(video=torch.cat([p.video for p in parts]),
+                           audio=torch.cat([p.audio for p in parts]),
+                           mask=torch.cat([p.mask for p in parts]))
+
+    def _one(self, features: PromptFeatures) -> TextContext:
+        key = self.key(features)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        param = next(self.processor.parameters())
+        with torch.no_grad():
+            context = features_to_context(self.processor, [features], param.device, param.dtype)
+        self._entries[key] = context
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return context
 
 
 def _modality(noised: Noised, positions: torch.Tensor, context: torch.Tensor,

@@ -30,7 +30,7 @@ from aiprod_recipes.training.checkpoint import (
     save_checkpoint,
 )
 from aiprod_recipes.training.flow import bucket_losses
-from aiprod_recipes.training.forward import Batch, text_context, tokenize
+from aiprod_recipes.training.forward import Batch, ContextCache, tokenize
 from aiprod_recipes.training.lora import add_lora, make_full_trainable, trainable_parameters
 from aiprod_recipes.training.objective import Generators, Losses, batch_losses, make_generators
 from aiprod_recipes.training.optim import build_optimizer, build_scheduler, clip_gradients
@@ -85,6 +85,7 @@ class TrainState:
     generators: Generators
     sections: Sections
     fingerprint: str
+    contexts: ContextCache
     step: int = 0
 
 
@@ -126,7 +127,8 @@ def setup(
     scheduler = build_scheduler(optimizer, sections.optim, sections.train.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     return TrainState(model, processor, params, optimizer, scheduler, accelerator,
-                      make_generators(sections.train.seed), sections, fingerprint)
+                      make_generators(sections.train.seed), sections, fingerprint,
+                      ContextCache(processor))
 
 
 def try_resume(state: TrainState, root: Path) -> bool:
@@ -154,7 +156,7 @@ def _autocast(state: TrainState) -> contextlib.AbstractContextManager:
 
 def _micro_losses(state: TrainState, batch: Batch) -> Losses:
     s = state.sections
-    context = text_context(state.processor, batch)
+    context = state.contexts(batch.text)
     tokens = tokenize(_to_device(batch, state.accelerator.device), s.strategy.with_audio)
     with _autocast(state):
         return batch_losses(state.model, tokens, context, s.strategy, s.flow, state.generators)
