@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install repro test test-all lint bench clean
+.PHONY: install repro test test-slow test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ repro: install
 
 test: install
 	$(BIN)/pytest -q -n 2
+
+test-slow: install
+	$(BIN)/pytest -q -n 2 -m slow
 
 test-all: install
 	$(BIN)/pytest -q -n 2 -m ''

@@ -48,14 +48,22 @@ def file_digest(path: Path) -> str:
     return "sampled-sha256:" + h.hexdigest()
 
 
+PROVENANCE = "provenance.json"
+
+
 def path_digest(path: Path) -> str:
-    """Digest of a file or of a folder (relative names and file digests, sorted)."""
+    """Digest of a file or of a folder (relative names and file digests, sorted).
+
+    An upstream output's own provenance is left out: it names the params that produced it,
+    so including it would make every params change ripple through every downstream output
+    even when the data it describes came out byte-identical.
+    """
     if path.is_file():
         return file_digest(path)
     if not path.is_dir():
         return "missing"
     h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != PROVENANCE):
         h.update(p.relative_to(path).as_posix().encode() + b"\0")
         h.update(file_digest(p).encode() + b"\0")
     return "tree-sha256:" + h.hexdigest()
@@ -63,6 +71,6 @@ def path_digest(path: Path) -> str:
 
 def write_provenance(out_dir: Path, record: dict[str, Any]) -> Path:
     """Write provenance.json (sorted keys, stable formatting) into a stage's output."""
-    path = out_dir / "provenance.json"
+    path = out_dir / PROVENANCE
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

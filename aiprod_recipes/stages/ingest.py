@@ -75,6 +75,17 @@ def find_sources(raw_dir: Path, extensions: list[str]) -> list[str]:
     )
 
 
+POLICY_ONLY = ("strict",)
+"""Ingest keys that decide what happens to bad files but never change a clip."""
+
+
+def shaping_params(spec: Spec) -> dict[str, Any]:
+    """The ingest params a clip's key depends on: all but the failure policy, so switching
+    strict mode on reuses every clip and leaves the output byte-identical."""
+    values = section_values(spec, ("ingest",))["ingest"]
+    return {k: v for k, v in values.items() if k not in POLICY_ONLY}
+
+
 def clip_id(source: str, sha: str, index: int) -> str:
     """A readable, unique clip id: the source's name, its hash prefix, the scene number."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source).stem)[:48]
@@ -146,7 +157,7 @@ def _reuse_rows(previous: ShardReader | None, source_key: str) -> list[dict[str,
 def run(spec: Spec, paths: StagePaths) -> Report:
     cfg = spec.ingest
     sources = find_sources(paths.raw_dir, spec.data.extensions)
-    params = section_values(spec, ("ingest",))
+    params = shaping_params(spec)
     print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
     hashed = [(s, file_sha256(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
     keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)

@@ -1,0 +1,297 @@
+"""Sharing the pipeline through DVC remotes: a local folder and a real SSH server.
+
+- push, then pull into a fresh ``git clone``: clean status, ``dvc repro`` does nothing;
+- ``dvc repro --pull --allow-missing`` after a split change fetches only what the affected
+  stages read: no raw clips, no ingest shards;
+- a corrupted object in the remote: what DVC does with it, and how it is caught;
+- an SSH remote served by a throw-away sshd on 127.0.0.1, the key in .dvc/config.local.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiprod_recipes.registry import STAGES_DIR
+from tests.conftest import git_commit, run_cmd
+from tests.e2e_fixtures import (
+    RAW_DIR,
+    built_copy,
+    cache_objects,
+    changed_inputs,
+    downstream,
+    dvc,
+    locked_copy,
+    project_spec,
+    project_stages,
+    ran_stages,
+    read_lock,
+    readers,
+    set_param,
+    tracked_file_md5s,
+)
+
+SSHD = Path("/usr/sbin/sshd")
+PORT_POLLS = 100
+POLL_S = 0.1
+
+
+@pytest.fixture
+def built_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    return built_copy(tmp_path_factory, tmp_path / "project")
+
+
+@pytest.fixture
+def locked_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    return locked_copy(tmp_path_factory, tmp_path / "project")
+
+
+@pytest.fixture(params=["locked", pytest.param("built", marks=pytest.mark.slow)])
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            tmp_path: Path) -> Path:
+    copy = locked_copy if request.param == "locked" else built_copy
+    return copy(tmp_path_factory, tmp_path / "project")
+
+
+def _add_local_remote(project: Path, store: Path) -> None:
+    run_cmd(dvc("remote", "add", "-d", "local", str(store)), project)
+    git_commit(project, "local remote")
+
+
+def _clone(project: Path, dest: Path) -> Path:
+    run_cmd(["git", "clone", "-q", str(project), str(dest)], project.parent)
+    return dest
+
+
+def _status(root: Path, env: dict | None = None) -> dict:
+    return json.loads(run_cmd(dvc("status", "--json"), root, env=env).stdout or "{}")
+
+
+def _remote_object(store: Path, md5: str) -> Path:
+    return store / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _check_clean_clone(clone: Path, env: dict | None = None) -> None:
+    assert _status(clone, env) == {}
+    proc = run_cmd(dvc("repro"), clone, env=env)
+    log = proc.stdout + proc.stderr
+    assert not ran_stages(log)
+    assert "Data and pipelines are up to date" in log
+    for stage in project_stages(clone):
+        assert f"Stage '{stage.name}' didn't change, skipping" in log
+
+
+# --------------------------------------------------------------------------- local remote
+
+def test_push_then_pull_in_a_fresh_clone(project: Path, tmp_path: Path) -> None:
+    _add_local_remote(project, tmp_path / "store")
+    run_cmd(dvc("push", "-q"), project)
+    clone = _clone(project, tmp_path / "clone")
+    run_cmd(dvc("pull", "-q"), clone)
+    for out in read_lock(project).values():
+        for o in out.get("outs", []):
+            assert (clone / o["path"]).exists(), o["path"]
+    _check_clean_clone(clone)
+
+
+@pytest.mark.slow
+def test_repro_pull_allow_missing_fetches_only_what_it_needs(built_project: Path,
+                                                             tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _add_local_remote(built_project, store)
+    run_cmd(dvc("push", "-q"), built_project)
+    raw = set(tracked_file_md5s(built_project, RAW_DIR).values())
+    ingest = tracked_file_md5s(built_project, (STAGES_DIR / "ingest").as_posix())
+    shards = {md5 for name, md5 in ingest.items() if name.endswith(".safetensors")}
+    assert raw and shards
+
+    clone = _clone(built_project, tmp_path / "clone")
+    set_param(clone, "split.seed", 5)
+    before = read_lock(clone)
+    proc = run_cmd(dvc("repro", "--pull", "--allow-missing"), clone)
+    ran = ran_stages(proc.stdout + proc.stderr)
+
+    spec, stages = project_spec(clone), project_stages(clone)
+    direct = readers(stages, "split")
+    after = read_lock(clone)
+    moved = {s.name for s in stages if changed_inputs(before, after, s.name)}
+    assert direct <= ran
+    assert ran == direct | (moved & downstream(direct, spec, stages))
+    assert not (clone / RAW_DIR).exists()
+    cached = cache_objects(clone)
+    assert not raw & cached, "raw clips were downloaded"
+    assert not shards & cached, "ingest shards were downloaded"
+    assert ingest["manifest.jsonl"] in cached
+
+
+# --------------------------------------------------------------------------- corruption
+
+def _corrupt_one_clip(project: Path, store: Path) -> tuple[str, str]:
+    """Overwrite a few bytes of one raw clip's object in the remote: (file name, md5)."""
+    name, md5 = sorted(tracked_file_md5s(project, RAW_DIR).items())[0]
+    obj = _remote_object(store, md5)
+    obj.chmod(0o644)
+    with open(obj, "r+b") as f:
+        f.seek(64)
+        f.write(b"\xde\xad\xbe\xef")
+    return name, md5
+
+
+def test_corrupted_remote_object(locked_project: Path, tmp_path: Path) -> None:
+    """By default DVC does not verify what it downloads: the bad bytes reach the cache and
+    the workspace under the good hash, pull exits 0, and status stays clean until the file
+    is hashed again (here: its mtime moves), when status reports the folder modified.
+    With ``verify = true`` on the remote, pull hashes what it downloads, drops the bad
+    object and exits non-zero naming the output it could not check out."""
+    store = tmp_path / "store"
+    _add_local_remote(locked_project, store)
+    run_cmd(dvc("push", "-q"), locked_project)
+    name, md5 = _corrupt_one_clip(locked_project, store)
+    good = (locked_project / RAW_DIR / name).read_bytes()
+
+    trusting = _clone(locked_project, tmp_path / "trusting")
+    run_cmd(dvc("pull", "-q"), trusting)
+    pulled = trusting / RAW_DIR / name
+    assert pulled.read_bytes() == _remote_object(store, md5).read_bytes() != good
+    assert _status(trusting) == {}
+    stat = pulled.stat()
+    os.utime(pulled, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert {"changed outs": {RAW_DIR: "modified"}} in _status(trusting)[f"{RAW_DIR}.dvc"]
+
+    verifying = _clone(locked_project, tmp_path / "verifying")
+    (verifying / ".dvc" / "config.local").write_text('[remote "local"]\n    verify = true\n')
+    proc = run_cmd(dvc("pull"), verifying, check=False)
+    assert proc.returncode != 0
+    assert "Checkout failed" in proc.stderr
+    assert RAW_DIR in proc.stderr
+    assert md5 not in cache_objects(verifying)
+    assert not (verifying / RAW_DIR / name).exists()
+
+
+# --------------------------------------------------------------------------- ssh remote
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(POLL_S)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f",
+                    str(path)], check=True, capture_output=True)
+
+
+SSHD_CONFIG = """\
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {dir}/host_key
+PidFile {dir}/sshd.pid
+AuthorizedKeysFile {dir}/authorized_keys
+AllowUsers {user}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+LogLevel ERROR
+"""
+
+
+class SshServer:
+    def __init__(self, port: int, user: str, keyfile: Path, home: Path) -> None:
+        self.port, self.user, self.keyfile, self.home = port, user, keyfile, home
+
+    @property
+    def env(self) -> dict[str, str]:
+        """An empty HOME and no agent: only the keyfile from config.local can log in."""
+        return {"HOME": str(self.home), "SSH_AUTH_SOCK": ""}
+
+    def url(self, path: Path) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
+
+
+def _privsep_dir_ready() -> bool:
+    """sshd (as root) needs its privilege separation folder; create it when missing."""
+    privsep = Path("/run/sshd")
+    if privsep.is_dir() or os.geteuid() != 0:
+        return True
+    try:
+        privsep.mkdir(mode=0o755, parents=True)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """sshd on 127.0.0.1 and a free port, key-only login for the current user."""
+    if not SSHD.is_file() or shutil.which("ssh-keygen") is None:
+        pytest.skip(f"{SSHD} or ssh-keygen missing (apt-get install openssh-server)")
+    if not _privsep_dir_ready():
+        pytest.skip("sshd needs /run/sshd (mkdir -p /run/sshd)")
+    d = tmp_path_factory.mktemp("sshd")
+    _keygen(d / "host_key")
+    _keygen(d / "client_key")
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    port, user = _free_port(), getpass.getuser()
+    (d / "sshd_config").write_text(SSHD_CONFIG.format(port=port, dir=d, user=user))
+    home = d / "home"
+    home.mkdir()
+    log = open(d / "sshd.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(PORT_POLLS):
+            if proc.poll() is not None or _port_open(port):
+                break
+            time.sleep(POLL_S)
+        if proc.poll() is not None or not _port_open(port):
+            raise RuntimeError(f"sshd did not start: {(d / 'sshd.log').read_text()}")
+        yield SshServer(port, user, d / "client_key", home)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+def test_ssh_remote_push_then_pull(locked_project: Path, ssh_server: SshServer,
+                                   tmp_path: Path) -> None:
+    store = tmp_path / "ssh-store"
+    env = ssh_server.env
+    run_cmd(dvc("remote", "add", "-d", "ssh", ssh_server.url(store)), locked_project, env=env)
+    run_cmd(dvc("remote", "modify", "--local", "ssh", "keyfile", str(ssh_server.keyfile)),
+            locked_project, env=env)
+    git_commit(locked_project, "ssh remote")
+    assert "keyfile" not in (locked_project / ".dvc" / "config").read_text()
+    run_cmd(dvc("push", "-q"), locked_project, env=env)
+    pushed = {p.parent.name + p.name for p in (store / "files" / "md5").glob("*/*")}
+    assert set(tracked_file_md5s(locked_project, RAW_DIR).values()) <= pushed
+
+    clone = _clone(locked_project, tmp_path / "clone")
+    assert not (clone / ".dvc" / "config.local").exists()
+    run_cmd(dvc("remote", "modify", "--local", "ssh", "keyfile", str(ssh_server.keyfile)),
+            clone, env=env)
+    run_cmd(dvc("pull", "-q"), clone, env=env)
+    assert (clone / RAW_DIR).is_dir()
+    assert _status(clone, env) == {}
