@@ -81,3 +81,38 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "raw").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+BEFORE_TRAIN = ("base", "ingest", "caption", "embed", "latents", "reference", "split")
+
+
+def prepare_project(root: Path, samples: list[str], stages: tuple[str, ...] = BEFORE_TRAIN,
+                    **sections: dict) -> Path:
+    """A project in ``root`` with some sample clips, a spec, and ``stages`` already run."""
+    import shutil
+
+    from aiprod_recipes.runtime import run_stage
+
+    sample_dir = REPO / "data" / "sample"
+    (root / "raw").mkdir(parents=True)
+    for name in samples:
+        shutil.copy(sample_dir / f"{name}.mp4", root / "raw")
+        shutil.copy(sample_dir / f"{name}.txt", root / "raw")
+    write_spec(root, **{"data": {"raw_dir": "raw"}, **sections})
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in stages:
+            run_stage(stage)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def copy_project(src: Path, dest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of a prepared project, as the working directory."""
+    import shutil
+
+    shutil.copytree(src, dest)
+    monkeypatch.chdir(dest)
+    return dest

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import av
@@ -17,8 +15,7 @@ from aiprod_recipes.specio import load_spec
 from aiprod_recipes.stages import evaluate
 from aiprod_recipes.stages.common import model_fingerprint
 from aiprod_recipes.training.lora import AdapterMeta, add_lora, lora_layers, save_adapter
-from tests.conftest import write_spec
-from tests.media_fixtures import SAMPLE_DIR
+from tests.conftest import copy_project, prepare_project, write_spec
 
 SPEC = {
     "video": {"buckets": [{"width": 32, "height": 32, "frames": 9}]},
@@ -50,28 +47,14 @@ def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("evaluate")
-    (root / "raw").mkdir()
-    for name in ("pulse", "sunrise", "orbits"):
-        shutil.copy(SAMPLE_DIR / f"{name}.mp4", root / "raw")
-        shutil.copy(SAMPLE_DIR / f"{name}.txt", root / "raw")
-    write_spec(root, data={"raw_dir": "raw"}, **SPEC)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for stage in ("base", "ingest", "caption", "embed", "latents", "reference", "split"):
-            run_stage(stage)
-    finally:
-        os.chdir(cwd)
-    return root
+    """A project with every stage before train done, shared by the tests (copied each time)."""
+    return prepare_project(tmp_path_factory.mktemp("prepared"), ["pulse", "sunrise", "orbits"],
+                           **SPEC)
 
 
 @pytest.fixture
 def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    dest = tmp_path / "project"
-    shutil.copytree(prepared, dest)
-    monkeypatch.chdir(dest)
-    return dest
+    return copy_project(prepared, tmp_path / "project", monkeypatch)
 
 
 def run_evaluate(project: Path) -> tuple[dict, Path]:

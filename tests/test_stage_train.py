@@ -16,8 +16,7 @@ import pytest
 
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.stages.train import ADAPTER, checkpoint_root
-from tests.conftest import BIN, write_spec
-from tests.media_fixtures import SAMPLE_DIR
+from tests.conftest import BIN, copy_project, prepare_project, write_spec
 
 TRAIN = Path("data/stages/train")
 SPEC = {
@@ -30,28 +29,13 @@ SPEC = {
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with every stage before train done, shared by the tests (copied each time)."""
-    root = tmp_path_factory.mktemp("prepared")
-    (root / "raw").mkdir()
-    for name in ("pulse", "sunrise", "orbits"):
-        shutil.copy(SAMPLE_DIR / f"{name}.mp4", root / "raw")
-        shutil.copy(SAMPLE_DIR / f"{name}.txt", root / "raw")
-    write_spec(root, data={"raw_dir": "raw"}, **SPEC)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for stage in ("base", "ingest", "caption", "embed", "latents", "reference", "split"):
-            run_stage(stage)
-    finally:
-        os.chdir(cwd)
-    return root
+    return prepare_project(tmp_path_factory.mktemp("prepared"), ["pulse", "sunrise", "orbits"],
+                           **SPEC)
 
 
 @pytest.fixture
 def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    dest = tmp_path / "project"
-    shutil.copytree(prepared, dest)
-    monkeypatch.chdir(dest)
-    return dest
+    return copy_project(prepared, tmp_path / "project", monkeypatch)
 
 
 def test_adapter_and_metrics(copy: Path) -> None:

@@ -88,14 +88,6 @@ def _eval_strategy(strategy: Strategy) -> Strategy:
     return strategy
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
-    def move(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.to(device)
-    return Batch(video=move(batch.video), text=batch.text, audio=move(batch.audio),
-                 reference=move(batch.reference), fps=batch.fps,
-                 reference_downscale=batch.reference_downscale)
-
-
 @torch.no_grad()
 def model_losses(model: torch.nn.Module, processor: torch.nn.Module, clips: Sequence[ValClip],
                  strategy: Strategy, flow: Flow, levels: Sequence[float],
@@ -105,7 +97,7 @@ def model_losses(model: torch.nn.Module, processor: torch.nn.Module, clips: Sequ
     strategy = _eval_strategy(strategy)
     out: dict[float, list[float]] = {level: [] for level in levels}
     for clip in clips:
-        batch = _to(clip.batch, device)
+        batch = clip.batch.to(device)
         context = text_context(processor, batch)
         tokens = tokenize(batch, strategy.with_audio)
         for level in levels:

@@ -66,6 +66,14 @@ class Batch:
     fps: float = 24.0
     reference_downscale: int = 1
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch with its tensors on ``device`` (text features move when used)."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+        return Batch(video=self.video.to(device), text=self.text, audio=move(self.audio),
+                     reference=move(self.reference), fps=self.fps,
+                     reference_downscale=self.reference_downscale)
+
 
 @dataclass(frozen=True)
 class Tokens:

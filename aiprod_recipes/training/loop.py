@@ -157,17 +157,11 @@ def _autocast(state: TrainState) -> contextlib.AbstractContextManager:
 def _micro_losses(state: TrainState, batch: Batch) -> Losses:
     s = state.sections
     context = state.contexts(batch.text)
-    tokens = tokenize(_to_device(batch, state.accelerator.device), s.strategy.with_audio)
+    tokens = tokenize(batch.to(state.accelerator.device), s.strategy.with_audio)
     with _autocast(state):
         return batch_losses(state.model, tokens, context, s.strategy, s.flow, state.generators)
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    def move(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.to(device)
-    return Batch(video=move(batch.video), text=batch.text, audio=move(batch.audio),
-                 reference=move(batch.reference), fps=batch.fps,
-                 reference_downscale=batch.reference_downscale)
 
 
 def _check_finite(value: float, what: str, step: int) -> None:
