@@ -65,6 +65,16 @@ def _check_inputs(stage: StageDef, spec: Spec) -> None:
         )
 
 
+def _check_rendered(spec: Spec) -> None:
+    """dvc.yaml names paths from the spec (raw clips, checkpoint): when the spec moved on
+    without a re-render, DVC would track the wrong files, so stop and say how to fix it."""
+    from aiprod_recipes import render
+
+    if render.DVC_YAML.exists() and not render.is_current(spec):
+        raise StageFailed(f"{render.DVC_YAML} does not match the spec (a path or the model "
+                          "source changed): run `aiprod-recipes render`, then `dvc repro`")
+
+
 def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
     """What produced an output. Run counts (reused, computed) are printed, not recorded: an
     output rebuilt from reused items must be byte-identical to one computed from scratch."""
@@ -80,6 +90,7 @@ def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:
     """Validate the whole spec, run one stage into a temporary folder, then swap it in."""
     spec = load_spec(spec_path)
     stage = get_stage(name, spec)
+    _check_rendered(spec)
     _check_inputs(stage, spec)
     module: StageModule = importlib.import_module(stage.module)  # type: ignore[assignment]
     final = stage.out_dir

@@ -39,3 +39,15 @@ def test_atomic_write_bytes(tmp_path: Path) -> None:
 def test_unknown_stage(capsys) -> None:
     assert main(["run", "no-such-stage"]) == 2
     assert "unknown stage" in capsys.readouterr().err
+
+
+def test_stale_dvc_yaml_stops_a_stage(project, capsys) -> None:
+    from aiprod_recipes import render
+    from aiprod_recipes.specio import load_spec
+    from tests.conftest import write_spec
+
+    write_spec(project, data={"raw_dir": "raw"})
+    render.write(load_spec("params.toml"))
+    write_spec(project, data={"raw_dir": "elsewhere"})
+    assert main(["run", "ingest"]) == 1
+    assert "aiprod-recipes render" in capsys.readouterr().err

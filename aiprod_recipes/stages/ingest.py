@@ -107,7 +107,7 @@ def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
 
     audio = decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS, start, end, report=report)
     buf = io.BytesIO()
-    encode_mp4(buf, frames(), cfg.fps, audio, CLIP_AUDIO_RATE, cfg.crf, threads=1)
+    encode_mp4(buf, frames(), cfg.fps, audio, CLIP_AUDIO_RATE, cfg.crf)
     return buf.getvalue(), count, size, audio is not None
 
 
