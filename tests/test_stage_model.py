@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from aiprod_recipes.model.vae import audio_latent_frames, video_latent_shape
 from aiprod_recipes.runtime import run_stage
@@ -105,3 +106,13 @@ def test_decode_command_writes_both_streams(project: Path) -> None:
         frames = sum(1 for _ in container.decode(video=0))
     assert kinds == ["audio", "video"] and frames == 17
     assert main(["decode", "no-such-clip"]) == 2
+
+
+def test_tiled_encode_matches_untiled_shapes(project: Path) -> None:
+    _prepare(project, ["pulse"], video={"buckets": BUCKETS, "tiled_encode": True})
+    _run("base", "ingest")
+    assert run_stage("latents")["encoded"] == 1
+    reader = ShardReader(STAGES / "latents")
+    latent = reader.tensors(reader.rows[0]["key"])["video"]
+    assert tuple(latent.shape) == video_latent_shape(17, 64, 96)
+    assert torch.isfinite(latent.float()).all()

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import numpy as np
+from ltx_core.model.video_vae import TilingConfig
 from tqdm import tqdm
 
 from aiprod_recipes.media.buckets import Bucket, choose_bucket, fit_frames
@@ -29,6 +30,11 @@ def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
     random crop, which the reference stage must reproduce exactly."""
     return item_key(stage="latents", content=row["content_hash"],
                     params=section_values(spec, ("video", "audio")), model=model_fp)
+
+
+def tiling_of(spec: Spec) -> TilingConfig | None:
+    """ltx-core's tiled encoder for ``video.tiled_encode``: bounded memory on large frames."""
+    return TilingConfig.default() if spec.video.tiled_encode else None
 
 
 def buckets_of(spec: Spec) -> list[Bucket]:
@@ -85,7 +91,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                 continue
             bucket, frames, audio = fitted
             components = components or load_model(spec.model, paths.model, want)
-            tensors = {"video": encode_video(components.video_encoder, frames).bfloat16()}
+            latent = encode_video(components.video_encoder, frames, tiling_of(spec))
+            tensors = {"video": latent.bfloat16()}
             if spec.audio.enabled:
                 latent = _audio_latent(spec, components, audio, bucket.frames / row["fps"])
                 if latent is None:

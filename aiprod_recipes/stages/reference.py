@@ -18,7 +18,7 @@ from aiprod_recipes.runtime import Report, StagePaths
 from aiprod_recipes.spec import Reference, Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.common import load_model, model_fingerprint
-from aiprod_recipes.stages.latents import clip_pixels, latents_key
+from aiprod_recipes.stages.latents import clip_pixels, latents_key, tiling_of
 from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
 
 
@@ -57,7 +57,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                 continue
             bucket, frames, _ = fitted
             components = components or load_model(spec.model, paths.model, {"video_encoder"})
-            latent = encode_video(components.video_encoder, canny_video(frames, spec.reference))
+            latent = encode_video(components.video_encoder, canny_video(frames, spec.reference),
+                                  tiling_of(spec))
             writer.add(key, item, {"video": latent.bfloat16()}, {"bucket": bucket.name})
     return {"enabled": True, "clips": len(keyed), "encoded": writer.computed,
             "reused": writer.reused}
