@@ -78,12 +78,17 @@ def _check_rendered(spec: Spec) -> None:
 def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
     """What produced an output. Run counts (reused, computed) are printed, not recorded: an
     output rebuilt from reused items must be byte-identical to one computed from scratch."""
-    return {
+    record: dict[str, Any] = {
         "stage": stage.name,
         "spec": section_values(spec, stage.sections),
         "packages": package_versions(),
         "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
     }
+    if stage.uses_model:
+        from aiprod_recipes.model.loader import fingerprint
+
+        record["model_fingerprint"] = fingerprint(model_paths(spec).checkpoint)
+    return record
 
 
 def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:

@@ -66,6 +66,24 @@ def _struct_of(tp: Any) -> type[msgspec.Struct] | None:
     return None
 
 
+def _tags(tp: Any) -> list[str]:
+    """The tags of a tagged union of Structs (the values its ``type`` key accepts)."""
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    members = get_args(tp)
+    return [str(m.__struct_config__.tag) for m in members
+            if isinstance(m, type) and issubclass(m, msgspec.Struct) and m.__struct_config__.tag]
+
+
+def _with_allowed_tags(lines: list[str], tp: Any) -> list[str]:
+    """A wrong or missing ``type`` in a tagged union: say which types exist."""
+    tags = _tags(tp)
+    if not tags:
+        return lines
+    return [f"{line}; allowed types: {', '.join(repr(t) for t in tags)}"
+            if ".type:" in line or "`type`" in line else line for line in lines]
+
+
 def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]:
     """Check ``doc`` against ``cls`` field by field, collecting every error."""
     if not isinstance(doc, dict):
@@ -91,7 +109,7 @@ def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]
         try:
             msgspec.convert(doc[name], field.type, strict=True)
         except msgspec.ValidationError as e:
-            errors.extend(_msgspec_messages(e, key, doc[name]))
+            errors.extend(_with_allowed_tags(_msgspec_messages(e, key, doc[name]), field.type))
         except SpecError as e:
             errors.extend(e.problems)
     return errors

@@ -82,3 +82,9 @@ def test_schema_has_descriptions(capsys) -> None:
     assert lora["minimum"] == 1 and "rank" in lora["description"].lower()
     assert main(["schema"]) == 0
     assert '"Optim"' in capsys.readouterr().out
+
+
+def test_a_wrong_type_tag_lists_the_types() -> None:
+    with pytest.raises(SpecErrors) as info:
+        decode_spec({"caption": {"backend": {"type": "gpt"}}})
+    assert "allowed types: 'sidecar', 'qwen_omni', 'gemini'" in info.value.errors[0]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from aiprod_recipes.model.loader import fingerprint
 from aiprod_recipes.model.vae import audio_latent_frames, video_latent_shape
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.store.shards import ShardReader
@@ -38,6 +40,8 @@ def test_shapes_reuse_and_identical_bytes(project: Path) -> None:
         t = latents.tensors(row["key"])
         assert tuple(t["video"].shape) == video_latent_shape(17, 64, 96)
         assert tuple(t["audio"].shape) == (8, audio_latent_frames(17 / 24), 16)
+    provenance = json.loads((STAGES / "latents" / "provenance.json").read_text())
+    assert provenance["model_fingerprint"] == fingerprint(STAGES / "base" / "ltx2.safetensors")
     embed = ShardReader(STAGES / "embed")
     features = embed.tensors(embed.rows[0]["key"])
     assert features["video"].shape[0] == features["mask"].shape[0] == 128
