@@ -122,3 +122,16 @@ def test_two_process_ddp_on_cpu(copy: Path) -> None:
     assert (TRAIN / ADAPTER).stat().st_size > 0
     assert json.loads((TRAIN / "live" / "metrics.json").read_text())["step"] == 18
     assert not (TRAIN / ".train-report.json").exists()
+
+
+def test_full_fine_tune_is_trained_and_evaluated(copy: Path) -> None:
+    from aiprod_recipes.stages.train import FULL_WEIGHTS
+
+    write_spec(copy, data={"raw_dir": "raw"},
+               **{**SPEC, "train": {**SPEC["train"], "mode": "full", "steps": 4},
+                  "eval": {"max_samples": 0}})
+    assert run_stage("train")["output"] == FULL_WEIGHTS
+    report = run_stage("evaluate")
+    metrics = json.loads(Path("data/stages/evaluate/metrics.json").read_text())
+    assert metrics["num_val_clips"] >= 1 and report["samples"] == 0
+    assert metrics["loss_adapter"] != metrics["loss_base"]

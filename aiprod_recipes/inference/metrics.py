@@ -27,8 +27,8 @@ from aiprod_recipes.store.shards import ShardReader
 from aiprod_recipes.training.forward import Batch, text_context, tokenize
 from aiprod_recipes.training.objective import Generators, batch_losses
 
-__all__ = ["ValClip", "clip_generators", "evaluate_losses", "level_key", "load_val_clips",
-           "model_losses"]
+__all__ = ["ValClip", "clip_generators", "compare_losses", "evaluate_losses", "level_key",
+           "load_val_clips", "model_losses", "spec_losses"]
 
 
 @dataclass(frozen=True)
@@ -120,19 +120,30 @@ def evaluate_losses(model: torch.nn.Module, processor: torch.nn.Module,
     ``loss_adapter``, ``loss_{base,adapter}_level_<s>``, ``improvement``, ``num_val_clips``.
 
     With no val clip the losses are NaN (written as null in JSON)."""
-    levels = list(spec.eval.loss_levels)
-    args = (processor, clips, spec.strategy, spec.flow, levels, spec.eval.seed)
     with adapters_disabled(model):
-        base = model_losses(model, *args)
-    adapted = model_losses(model, *args)
+        base = spec_losses(model, processor, clips, spec)
+    return compare_losses(base, spec_losses(model, processor, clips, spec), spec, len(clips))
+
+
+def spec_losses(model: torch.nn.Module, processor: torch.nn.Module,
+                clips: Sequence[ValClip], spec: Spec) -> dict[float, list[float]]:
+    """``model_losses`` with the spec's strategy, flow, levels and seed."""
+    return model_losses(model, processor, clips, spec.strategy, spec.flow,
+                        list(spec.eval.loss_levels), spec.eval.seed)
+
+
+def compare_losses(base: dict[float, list[float]], tuned: dict[float, list[float]],
+                   spec: Spec, num_clips: int) -> dict[str, float | int]:
+    """The metrics dict from per-level losses of the base and of the trained model."""
+    levels = list(spec.eval.loss_levels)
     out: dict[str, float | int] = {
         "loss_base": _mean([v for level in levels for v in base[level]]),
-        "loss_adapter": _mean([v for level in levels for v in adapted[level]]),
+        "loss_adapter": _mean([v for level in levels for v in tuned[level]]),
     }
     for level in levels:
         out[level_key("loss_base", level)] = _mean(base[level])
     for level in levels:
-        out[level_key("loss_adapter", level)] = _mean(adapted[level])
+        out[level_key("loss_adapter", level)] = _mean(tuned[level])
     out["improvement"] = out["loss_base"] - out["loss_adapter"]
-    out["num_val_clips"] = len(clips)
+    out["num_val_clips"] = num_clips
     return out

@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from aiprod_recipes.inference.adapters import attach, check_base
 from aiprod_recipes.inference.guidance import Guidance
-from aiprod_recipes.inference.metrics import evaluate_losses, load_val_clips
+from aiprod_recipes.inference.metrics import (
+    compare_losses,
+    evaluate_losses,
+    load_val_clips,
+    spec_losses,
+)
 from aiprod_recipes.inference.prompts import encode_prompts
 from aiprod_recipes.inference.report import (
     SampleEntry,
@@ -39,10 +45,10 @@ from aiprod_recipes.spec import ImageToVideo, Spec, VideoToVideo
 from aiprod_recipes.stages.caption import read_captions
 from aiprod_recipes.stages.common import decode_clip, load_model, model_fingerprint
 from aiprod_recipes.stages.split import read_split
+from aiprod_recipes.stages.train import ADAPTER, FULL_WEIGHTS
 from aiprod_recipes.store.shards import ShardReader
-from aiprod_recipes.training.lora import read_adapter
+from aiprod_recipes.training.lora import FULL_PREFIX, read_adapter
 
-ADAPTER = "adapter.safetensors"
 METRICS = "metrics.json"
 REPORT = "report.md"
 SAMPLES = "samples"
@@ -142,17 +148,36 @@ def _samples(spec: Spec, paths: StagePaths, jobs: list[Job], features: list[Prom
     return entries
 
 
+def _trained(spec: Spec, paths: StagePaths) -> Path:
+    """The train stage's result: the adapter, or the fully fine-tuned transformer."""
+    name = FULL_WEIGHTS if spec.train.mode == "full" else ADAPTER
+    path = paths.upstream("train") / name
+    if not path.exists():
+        raise StageFailed(f"evaluate: no {name} in {path.parent} (run the train stage first)")
+    if spec.train.mode == "lora":
+        try:
+            check_base(read_adapter(path)[1], model_fingerprint(paths.model), path,
+                       strict=True)
+        except ValueError as e:
+            raise StageFailed(f"evaluate: {e}") from e
+    return path
+
+
+def _metrics(spec: Spec, components: Components, trained: Path,
+             clips: list) -> dict:
+    """Held-out losses of the base and of the trained model; leaves the trained model in
+    ``components.transformer`` for sampling."""
+    model, processor = components.transformer, components.embeddings_processor
+    if spec.train.mode == "lora":
+        attach(model, trained)
+        return evaluate_losses(model, processor, clips, spec)
+    base = spec_losses(model, processor, clips, spec)
+    load_full_weights(model, trained)
+    return compare_losses(base, spec_losses(model, processor, clips, spec), spec, len(clips))
+
+
 def run(spec: Spec, paths: StagePaths) -> Report:
-    if spec.train.mode != "lora":
-        raise StageFailed('evaluate: train.mode = "full" is not evaluated yet (only adapters)')
-    adapter = paths.upstream("train") / ADAPTER
-    if not adapter.exists():
-        raise StageFailed(f"evaluate: no adapter at {adapter} (run the train stage first)")
-    try:
-        check_base(read_adapter(adapter)[1], model_fingerprint(paths.model), adapter,
-                   strict=True)
-    except ValueError as e:
-        raise StageFailed(f"evaluate: {e}") from e
+    adapter = _trained(spec, paths)
     val_items = read_split(paths.upstream("split"), "val")
     captions = read_captions(paths.upstream("caption"))
     jobs = plan(spec, val_items, captions, _conditionable(spec, paths, val_items))
@@ -161,11 +186,9 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                               ) if jobs else []
 
     components = _components(spec, paths, jobs)
-    attach(components.transformer, adapter)
     clips = load_val_clips(spec, val_items, paths.upstream("latents"), paths.upstream("embed"),
                            paths.upstream("reference"))
-    metrics = evaluate_losses(components.transformer, components.embeddings_processor, clips,
-                              spec)
+    metrics = _metrics(spec, components, adapter, clips)
     samples = _samples(spec, paths, jobs, features, components) if jobs else []
     free(*vars(components).values())
     metrics["num_samples"] = len(samples)
@@ -174,6 +197,15 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     _summary(adapter, len(samples), metrics)
     return {"samples": len(samples), "loss_base": _rounded(metrics["loss_base"]),
             "loss_adapter": _rounded(metrics["loss_adapter"])}
+
+
+def load_full_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load fully fine-tuned transformer weights (checkpoint key layout) into ``model``."""
+    from safetensors.torch import load_file
+
+    state = {k.removeprefix(FULL_PREFIX): v for k, v in load_file(str(path)).items()}
+    param = next(model.parameters())
+    model.load_state_dict({k: v.to(param.dtype) for k, v in state.items()}, strict=True)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -185,9 +217,9 @@ def _summary(adapter: Path, samples: int, metrics: dict) -> None:
     final = STAGES_DIR / "evaluate"
     base, tuned = metrics["loss_base"], metrics["loss_adapter"]
     loss = ("no val clips" if base is None
-            else f"base {base:.4f} -> adapter {tuned:.4f} ({base - tuned:+.4f})")
+            else f"base {base:.4f} -> trained {tuned:.4f} ({base - tuned:+.4f})")
     print("\nResults\n"
-          f"  adapter:       {adapter}\n"
+          f"  trained:       {adapter}\n"
           f"  samples:       {final / SAMPLES}/ ({samples} mp4 with sound)\n"
           f"  report:        {final / REPORT}\n"
           f"  held-out loss: {loss}\n", file=sys.stderr)
