@@ -94,6 +94,24 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from aiprod_recipes.inference.hub import push
+    from aiprod_recipes.registry import STAGES_DIR
+
+    spec = load_spec(args.file)
+    metrics = STAGES_DIR / "evaluate" / "metrics.json"
+    try:
+        url = push(STAGES_DIR / "train", args.repo_id, args.token_env,
+                   trigger_word=spec.caption.trigger_word,
+                   metrics_path=metrics if metrics.exists() else None,
+                   private=not args.public)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"pushed to {url}")
+    return 0
+
+
 def cmd_setup_dvc(args: argparse.Namespace) -> int:
     from aiprod_recipes.dvc_bare_params import write_pth
 
@@ -128,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", "-o", default="decoded.mp4")
     d.add_argument("--stage", choices=["latents", "reference"], default="latents")
     add_sample_parser(sub)
+    push = add("push", cmd_push, "upload the adapter with a model card to the Hugging Face Hub")
+    push.add_argument("repo_id", help="e.g. alice/my-ltx2-lora")
+    push.add_argument("--token-env", default="HF_TOKEN", help="variable holding the token")
+    push.add_argument("--public", action="store_true", help="create a public repo")
     add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
         spec_arg=False)
     return p
