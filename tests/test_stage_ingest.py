@@ -145,3 +145,15 @@ def test_split_stage(project: Path) -> None:
     val = read_split(Path("data/stages/split"), "val")
     assert len(val) >= 1 and len(train) + len(val) == 3
     assert not set(train) & set(val)
+
+
+def test_a_byte_identical_copy_is_reported_once(project: Path) -> None:
+    _copy_samples(project / "raw", ["pulse"])
+    (project / "raw" / "sub").mkdir()
+    shutil.copy(project / "raw" / "pulse.mp4", project / "raw" / "sub" / "pulse.mp4")
+    write_spec(project, data={"raw_dir": "raw"})
+    report = run_stage("ingest")
+    assert (report["clips"], report["rejected"]) == (1, 1)
+    rejected = json.loads((INGEST / "quarantine.json").read_text())["rejected"]
+    assert rejected == [{"source": "sub/pulse.mp4",
+                         "reason": "duplicate of pulse.mp4 (same bytes)"}]

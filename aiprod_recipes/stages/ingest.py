@@ -147,6 +147,18 @@ def process_source(path: Path, source: str, sha: str, cfg: Ingest,
     return out
 
 
+def _unique(hashed: list[tuple[str, str]], quarantine: Quarantine) -> list[tuple[str, str]]:
+    """One source per content: byte-identical copies would only duplicate training data."""
+    first: dict[str, str] = {}
+    for source, sha in hashed:
+        if sha in first:
+            quarantine.rejected.append({"source": source,
+                                        "reason": f"duplicate of {first[sha]} (same bytes)"})
+        else:
+            first[sha] = source
+    return [(source, sha) for sha, source in first.items()]
+
+
 def _reuse_rows(previous: ShardReader | None, source_key: str) -> list[dict[str, Any]]:
     if previous is None:
         return []
@@ -160,10 +172,10 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     params = shaping_params(spec)
     print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
     hashed = [(s, file_sha256(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
-    keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
-                   for s, sha in hashed)
-    previous = open_previous(paths.previous)
     quarantine = Quarantine()
+    keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
+                   for s, sha in _unique(hashed, quarantine))
+    previous = open_previous(paths.previous)
     processed = reused = 0
     with ShardWriter(paths.out, previous) as writer:
         for source_key, source, sha in tqdm(keyed, desc="ingest", unit="clip"):
