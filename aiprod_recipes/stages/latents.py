@@ -28,7 +28,7 @@ AUDIO_RATE = 16_000
 def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
     """A clip's key: its content, the video and audio sections, the model. It also seeds the
     random crop, which the reference stage must reproduce exactly."""
-    return item_key(stage="latents", content=row["content_hash"],
+    return item_key(stage="latents", item=row["item"], content=row["content_hash"],
                     params=section_values(spec, ("video", "audio")), model=model_fp)
 
 

@@ -42,8 +42,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     clips = ShardReader(paths.upstream("ingest"))
     params = section_values(spec, ("reference", "video"))
     model_fp = model_fingerprint(paths.model)
-    keyed = sorted((item_key(stage="reference", content=r["content_hash"], params=params,
-                             model=model_fp), r["item"]) for r in clips.rows)
+    keyed = sorted((item_key(stage="reference", item=r["item"], content=r["content_hash"],
+                             params=params, model=model_fp), r["item"]) for r in clips.rows)
     components: Any = None
     with writer:
         for key, item in tqdm(keyed, desc="reference", unit="clip"):
