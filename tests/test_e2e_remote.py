@@ -104,8 +104,14 @@ def test_push_then_pull_in_a_fresh_clone(project: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_repro_pull_allow_missing_fetches_only_what_it_needs(built_project: Path,
-                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", [("split", "split.seed", 5), ("lora", "lora.rank", 4)],
+                         ids=["split", "lora"])
+def test_repro_pull_allow_missing_fetches_only_what_it_needs(
+        built_project: Path, tmp_path: Path, change: tuple[str, str, object]) -> None:
+    """After a split or rank change, a fresh clone reruns only what reads it (and what
+    follows) and never downloads the raw clips; a split change needs no ingest shard
+    either (split reads the ingest manifest only)."""
+    section, key, value = change
     store = tmp_path / "store"
     _add_local_remote(built_project, store)
     run_cmd(dvc("push", "-q"), built_project)
@@ -115,13 +121,13 @@ def test_repro_pull_allow_missing_fetches_only_what_it_needs(built_project: Path
     assert raw and shards
 
     clone = _clone(built_project, tmp_path / "clone")
-    set_param(clone, "split.seed", 5)
+    set_param(clone, key, value)
     before = read_lock(clone)
     proc = run_cmd(dvc("repro", "--pull", "--allow-missing"), clone)
     ran = ran_stages(proc.stdout + proc.stderr)
 
     spec, stages = project_spec(clone), project_stages(clone)
-    direct = readers(stages, "split")
+    direct = readers(stages, section)
     after = read_lock(clone)
     moved = {s.name for s in stages if changed_inputs(before, after, s.name)}
     assert direct <= ran
@@ -129,8 +135,11 @@ def test_repro_pull_allow_missing_fetches_only_what_it_needs(built_project: Path
     assert not (clone / RAW_DIR).exists()
     cached = cache_objects(clone)
     assert not raw & cached, "raw clips were downloaded"
-    assert not shards & cached, "ingest shards were downloaded"
-    assert ingest["manifest.jsonl"] in cached
+    if section == "lora":
+        assert ran == {"train", "evaluate"}
+    else:
+        assert not shards & cached, "ingest shards were downloaded"
+        assert ingest["manifest.jsonl"] in cached
 
 
 # --------------------------------------------------------------------------- corruption
