@@ -132,7 +132,7 @@ STAGES: tuple[StageDef, ...] = (
         "evaluate", "held-out loss base vs adapter, sample mp4s with sound, report.md",
         sections=("eval", "strategy", "lora", "optim", "train", "flow", "text_encoder",
                   "ingest", "reference", "model"),
-        upstream=("train", "split", "caption", "embed", "latents", "reference", "ingest"),
+        upstream=("train", "split", "caption", "embed", "latents", "reference"),
         uses_model=True,
         code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),
         metrics=("metrics.json",),

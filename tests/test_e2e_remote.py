@@ -109,8 +109,8 @@ def test_push_then_pull_in_a_fresh_clone(project: Path, tmp_path: Path) -> None:
 def test_repro_pull_allow_missing_fetches_only_what_it_needs(
         built_project: Path, tmp_path: Path, change: tuple[str, str, object]) -> None:
     """After a split or rank change, a fresh clone reruns only what reads it (and what
-    follows) and never downloads the raw clips; a split change needs no ingest shard
-    either (split reads the ingest manifest only)."""
+    follows) and downloads neither the raw clips nor the ingest shards (split reads only
+    the ingest manifest; train and evaluate read latents and text features)."""
     section, key, value = change
     store = tmp_path / "store"
     _add_local_remote(built_project, store)
@@ -135,10 +135,10 @@ def test_repro_pull_allow_missing_fetches_only_what_it_needs(
     assert not (clone / RAW_DIR).exists()
     cached = cache_objects(clone)
     assert not raw & cached, "raw clips were downloaded"
+    assert not shards & cached, "ingest shards were downloaded"
     if section == "lora":
         assert ran == {"train", "evaluate"}
     else:
-        assert not shards & cached, "ingest shards were downloaded"
         assert ingest["manifest.jsonl"] in cached
 
 

@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from aiprod_recipes.inference.adapters import attach, check_base
@@ -36,14 +35,14 @@ from aiprod_recipes.inference.report import (
     write_report,
     write_thumbnail,
 )
-from aiprod_recipes.inference.sampler import Request, encode_image, free, generate
+from aiprod_recipes.inference.sampler import Request, free, generate
 from aiprod_recipes.model.loader import Components
 from aiprod_recipes.model.text import PromptFeatures
 from aiprod_recipes.registry import STAGES_DIR
 from aiprod_recipes.runtime import Report, StageFailed, StagePaths
 from aiprod_recipes.spec import ImageToVideo, Spec, VideoToVideo
 from aiprod_recipes.stages.caption import read_captions
-from aiprod_recipes.stages.common import decode_clip, load_model, model_fingerprint
+from aiprod_recipes.stages.common import load_model, model_fingerprint
 from aiprod_recipes.stages.split import read_split
 from aiprod_recipes.stages.train import ADAPTER, FULL_WEIGHTS
 from aiprod_recipes.store.shards import ShardReader
@@ -87,24 +86,19 @@ def plan(spec: Spec, val_items: list[str], captions: dict[str, str],
     return jobs
 
 
-def _first_frame(ingest: ShardReader, item: str) -> np.ndarray:
-    row = ingest.by_item[item]
-    data = ingest.item_tensors(item)["mp4"].numpy().tobytes()
-    frames, _ = decode_clip(data, row["fps"], None, 2.0 / row["fps"])
-    return frames[0]
-
-
 def _request(spec: Spec, paths: StagePaths, job: Job, k: int, prompt: PromptFeatures,
-             negative: PromptFeatures, components: Components) -> Request:
+             negative: PromptFeatures) -> Request:
     b = spec.eval.bucket
     common = dict(prompt=prompt, negative=negative, fps=spec.ingest.fps, steps=spec.eval.steps,
                   seed=spec.eval.seed + k, guidance=Guidance.from_eval(spec.eval),
                   with_audio=spec.strategy.with_audio)
     if job.mode == "image_to_video" and job.clip is not None:
-        image = _first_frame(ShardReader(paths.upstream("ingest")), job.clip)
-        latent = encode_image(components.video_encoder, image, b.width, b.height)
-        return Request(width=b.width, height=b.height, frames=b.frames, image_latent=latent,
-                       **common)
+        # The condition is the val clip's first latent frame, exactly what training
+        # conditions on; the sample takes that clip's bucket size.
+        latent = ShardReader(paths.upstream("latents")).item_tensors(job.clip)["video"].float()
+        _, _, h, w = latent.shape
+        return Request(width=w * 32, height=h * 32, frames=b.frames,
+                       image_latent=latent[:, :1], **common)
     if job.mode == "video_to_video" and job.clip is not None:
         ref = ShardReader(paths.upstream("reference")).item_tensors(job.clip)["video"].float()
         d = spec.reference.downscale
@@ -116,7 +110,7 @@ def _request(spec: Spec, paths: StagePaths, job: Job, k: int, prompt: PromptFeat
 
 def _conditionable(spec: Spec, paths: StagePaths, val_items: list[str]) -> list[str]:
     if isinstance(spec.strategy, ImageToVideo):
-        have = ShardReader(paths.upstream("ingest")).by_item
+        have = ShardReader(paths.upstream("latents")).by_item
     elif isinstance(spec.strategy, VideoToVideo):
         have = ShardReader(paths.upstream("reference")).by_item
     else:
@@ -128,8 +122,6 @@ def _components(spec: Spec, paths: StagePaths, jobs: list[Job]) -> Components:
     want = {"transformer", "embeddings_processor"}
     if jobs:
         want |= {"video_decoder", "audio_decoder", "vocoder"}
-    if any(j.mode == "image_to_video" for j in jobs):
-        want.add("video_encoder")
     return load_model(spec.model, paths.model, want)
 
 
@@ -138,7 +130,7 @@ def _samples(spec: Spec, paths: StagePaths, jobs: list[Job], features: list[Prom
     negative = features[-1]
     entries = []
     for k, (job, prompt) in enumerate(zip(jobs, features[:-1], strict=True)):
-        request = _request(spec, paths, job, k, prompt, negative, components)
+        request = _request(spec, paths, job, k, prompt, negative)
         name = f"sample_{k:02d}"
         decoded = generate(components, request, paths.out / SAMPLES / f"{name}.mp4")
         write_thumbnail(paths.out / SAMPLES / f"{name}.png", decoded.frames)
