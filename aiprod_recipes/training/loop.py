@@ -15,6 +15,7 @@ the optimizer touches the weights, so the last checkpoint on disk is a good one.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,9 @@ def setup(
     (so one process can hold runs with different precisions, e.g. in tests).
     """
     device = torch.device(device)
+    if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
+        # One process on a chosen GPU: accelerate places models on the current CUDA device.
+        torch.cuda.set_device(device)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")
     model = _prepare_model(transformer, sections).to(accelerator.device)
     processor = processor.to(accelerator.device).eval().requires_grad_(False)
