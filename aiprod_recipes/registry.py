@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiprod_recipes.model.tiny_config import CHECKPOINT_NAME, GEMMA_DIR_NAME
 from aiprod_recipes.spec import CheckpointModel, Spec
 
 STAGES_DIR = Path("data/stages")
@@ -82,7 +83,7 @@ def model_paths(spec: Spec) -> ModelPaths:
     if isinstance(src, CheckpointModel):
         return ModelPaths(Path(src.path), Path(src.gemma_dir))
     base = STAGES_DIR / BASE_STAGE
-    return ModelPaths(base / "ltx2.safetensors", base / "gemma", produced_by_stage=True)
+    return ModelPaths(base / CHECKPOINT_NAME, base / GEMMA_DIR_NAME, produced_by_stage=True)
 
 
 STAGES: tuple[StageDef, ...] = (

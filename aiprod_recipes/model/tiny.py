@@ -33,14 +33,14 @@ from safetensors.torch import save_file
 
 from aiprod_recipes.model.gemma_config import config_data_from_dict, gemma_config_applied
 from aiprod_recipes.model.tiny_config import (
+    CHECKPOINT_NAME,
+    GEMMA_DIR_NAME,
     GEMMA_PREPROCESSOR_CONFIG,
     gemma_config,
     ltx_config,
 )
 from aiprod_recipes.model.tiny_tokenizer import write_tokenizer
 
-CHECKPOINT_NAME = "ltx2.safetensors"
-GEMMA_DIR_NAME = "gemma"
 GEMMA_WEIGHTS_NAME = "model.safetensors"
 SAVE_DTYPE = torch.bfloat16
 

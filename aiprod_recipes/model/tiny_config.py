@@ -24,6 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
+CHECKPOINT_NAME = "ltx2.safetensors"
+GEMMA_DIR_NAME = "gemma"
+"""File names inside a tiny build's folder (the registry points the stages at them)."""
+
 VIDEO_LATENT_CHANNELS = 128
 AUDIO_LATENT_CHANNELS = 8
 AUDIO_LATENT_MEL_BINS = 16
