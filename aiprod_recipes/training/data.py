@@ -33,6 +33,7 @@ class TrainData:
     with_audio: bool
     reference_downscale: int = 1
     _epochs: dict[int, list[list[str]]] = field(default_factory=dict)
+    _per_epoch: int = 0
 
     @staticmethod
     def open(train_items: list[str], folders: dict[str, Path], batch_size: int, seed: int,
@@ -52,13 +53,22 @@ class TrainData:
         return TrainData(sorted(usable), latents, embed, reference, batch_size, seed,
                          with_audio, reference_downscale)
 
+    def groups(self) -> dict[str, list[str]]:
+        """Train clips by bucket (a batch must share one shape)."""
+        out: dict[str, list[str]] = {}
+        for item in self.items:
+            out.setdefault(self.latents.by_item[item]["bucket"], []).append(item)
+        return out
+
+    def batches_per_epoch(self) -> int:
+        return sum(-(-len(m) // self.batch_size) for m in self.groups().values())
+
     def epoch(self, e: int) -> list[list[str]]:
-        """The batches of epoch ``e``: bucket groups chunked, then shuffled (seeded)."""
+        """The batches of epoch ``e``: bucket groups chunked, then shuffled (seeded). The
+        latest epoch is kept, so consecutive steps do not redo the shuffle."""
         if e not in self._epochs:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
-            groups: dict[str, list[str]] = {}
-            for item in self.items:
-                groups.setdefault(self.latents.by_item[item]["bucket"], []).append(item)
+            groups = self.groups()
             batches = []
             for bucket in sorted(groups):
                 members = groups[bucket]
@@ -71,7 +81,8 @@ class TrainData:
         return self._epochs[e]
 
     def batch_at(self, index: int) -> Batch:
-        per_epoch = len(self.epoch(0))
+        per_epoch = self._per_epoch or self.batches_per_epoch()
+        self._per_epoch = per_epoch
         return self.load(self.epoch(index // per_epoch)[index % per_epoch])
 
     def load(self, items: list[str]) -> Batch:
