@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm import tqdm
-
 from aiprod_recipes.model.text import encode_captions
 from aiprod_recipes.runtime import Report, StagePaths
 from aiprod_recipes.spec import Spec
@@ -28,10 +26,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                    for item, text in captions.items())
     components: Any = None
     with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
-        for key, item in tqdm(keyed, desc="embed", unit="caption"):
-            if writer.can_reuse(key):
-                writer.reuse(key, item)
-                continue
+        for key, item in writer.to_compute(keyed, "embed"):
             components = components or load_model(
                 spec.model, paths.model, {"text_encoder", "embeddings_processor"})
             (features,) = encode_captions(components.text_encoder,

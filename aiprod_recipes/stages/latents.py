@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from ltx_core.model.video_vae import TilingConfig
-from tqdm import tqdm
 
 from aiprod_recipes.media.buckets import Bucket, choose_bucket, fit_frames
 from aiprod_recipes.model.vae import audio_latent_frames, encode_audio, encode_video
@@ -79,10 +78,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     components: Any = None
     skipped: list[str] = []
     with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
-        for key, item in tqdm(keyed, desc="latents", unit="clip"):
-            if writer.can_reuse(key):
-                writer.reuse(key, item)
-                continue
+        for key, item in writer.to_compute(keyed, "latents"):
             row = clips.by_item[item]
             fitted = clip_pixels(spec, row, clips.item_tensors(item)["mp4"].numpy().tobytes(),
                                  key, spec.audio.enabled)

@@ -11,7 +11,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from aiprod_recipes.model.vae import encode_video
 from aiprod_recipes.runtime import Report, StagePaths
@@ -46,10 +45,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                              params=params, model=model_fp), r["item"]) for r in clips.rows)
     components: Any = None
     with writer:
-        for key, item in tqdm(keyed, desc="reference", unit="clip"):
-            if writer.can_reuse(key):
-                writer.reuse(key, item)
-                continue
+        for key, item in writer.to_compute(keyed, "reference"):
             row = clips.by_item[item]
             fitted = clip_pixels(spec, row, clips.item_tensors(item)["mp4"].numpy().tobytes(),
                                  latents_key(spec, row, model_fp), with_audio=False)

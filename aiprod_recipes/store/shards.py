@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,18 @@ class ShardWriter:
 
     def can_reuse(self, key: str) -> bool:
         return self.previous is not None and key in self.previous
+
+    def to_compute(self, keyed: Iterable[tuple[str, str]], desc: str) -> Iterator[tuple[str, str]]:
+        """Walk (key, item) pairs (sorted by key) with a progress bar: unchanged items are
+        copied from the previous output here, the others are yielded for the caller to
+        compute and ``add``."""
+        from tqdm import tqdm
+
+        for key, item in tqdm(keyed, desc=desc, unit="item"):
+            if self.can_reuse(key):
+                self.reuse(key, item)
+            else:
+                yield key, item
 
     def reuse(self, key: str, item: str) -> None:
         """Copy an unchanged item from the previous output."""
