@@ -155,6 +155,27 @@ def locked_copy(factory: pytest.TempPathFactory, dest: Path) -> Path:
 
 # --------------------------------------------------------------------------- inspecting
 
+
+@pytest.fixture
+def built_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    """A private copy of the pipeline after a real ``dvc repro``."""
+    return built_copy(tmp_path_factory, tmp_path / "project")
+
+
+@pytest.fixture
+def locked_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    """A private copy of the pipeline with placeholder outputs in dvc.lock."""
+    return locked_copy(tmp_path_factory, tmp_path / "project")
+
+
+@pytest.fixture(params=["locked", pytest.param("built", marks=pytest.mark.slow)])
+def project_copy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 tmp_path: Path) -> Path:
+    """The pipeline with every stage in dvc.lock: over placeholders, or after a real run."""
+    copy = locked_copy if request.param == "locked" else built_copy
+    return copy(tmp_path_factory, tmp_path / "project")
+
+
 def project_spec(root: Path) -> Spec:
     return load_spec(root / "params.toml")
 

@@ -25,12 +25,10 @@ from aiprod_recipes.registry import STAGES_DIR
 from tests.conftest import git_commit, run_cmd
 from tests.e2e_fixtures import (
     RAW_DIR,
-    built_copy,
     cache_objects,
     changed_inputs,
     downstream,
     dvc,
-    locked_copy,
     project_spec,
     project_stages,
     ran_stages,
@@ -45,21 +43,10 @@ PORT_POLLS = 100
 POLL_S = 0.1
 
 
-@pytest.fixture
-def built_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    return built_copy(tmp_path_factory, tmp_path / "project")
 
 
-@pytest.fixture
-def locked_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    return locked_copy(tmp_path_factory, tmp_path / "project")
 
 
-@pytest.fixture(params=["locked", pytest.param("built", marks=pytest.mark.slow)])
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            tmp_path: Path) -> Path:
-    copy = locked_copy if request.param == "locked" else built_copy
-    return copy(tmp_path_factory, tmp_path / "project")
 
 
 def _add_local_remote(project: Path, store: Path) -> None:
@@ -92,12 +79,12 @@ def _check_clean_clone(clone: Path, env: dict | None = None) -> None:
 
 # --------------------------------------------------------------------------- local remote
 
-def test_push_then_pull_in_a_fresh_clone(project: Path, tmp_path: Path) -> None:
-    _add_local_remote(project, tmp_path / "store")
-    run_cmd(dvc("push", "-q"), project)
-    clone = _clone(project, tmp_path / "clone")
+def test_push_then_pull_in_a_fresh_clone(project_copy: Path, tmp_path: Path) -> None:
+    _add_local_remote(project_copy, tmp_path / "store")
+    run_cmd(dvc("push", "-q"), project_copy)
+    clone = _clone(project_copy, tmp_path / "clone")
     run_cmd(dvc("pull", "-q"), clone)
-    for out in read_lock(project).values():
+    for out in read_lock(project_copy).values():
         for o in out.get("outs", []):
             assert (clone / o["path"]).exists(), o["path"]
     _check_clean_clone(clone)

@@ -22,11 +22,9 @@ from aiprod_recipes.spec import SECTIONS
 from aiprod_recipes.specio import load_spec
 from tests.conftest import run_cmd
 from tests.e2e_fixtures import (
-    built_copy,
     changed_inputs,
     downstream,
     dvc,
-    locked_copy,
     out_hashes,
     project_spec,
     project_stages,
@@ -90,33 +88,24 @@ def test_every_section_has_a_change() -> None:
     assert set(CHANGES) == set(SECTIONS)
 
 
-@pytest.fixture
-def built_project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    return built_copy(tmp_path_factory, tmp_path / "project")
 
 
-@pytest.fixture(params=["locked", pytest.param("built", marks=pytest.mark.slow)])
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            tmp_path: Path) -> Path:
-    """The pipeline with every stage in dvc.lock: over placeholders, or after a real run."""
-    copy = locked_copy if request.param == "locked" else built_copy
-    return copy(tmp_path_factory, tmp_path / "project")
 
 
-def test_copy_starts_clean(project: Path) -> None:
-    assert _status(project) == {}
+def test_copy_starts_clean(project_copy: Path) -> None:
+    assert _status(project_copy) == {}
 
 
-def test_status_api_matches_the_command(project: Path) -> None:
-    _change(project, "model")
-    assert _status_in_process(project) == _status(project) != {}
+def test_status_api_matches_the_command(project_copy: Path) -> None:
+    _change(project_copy, "model")
+    assert _status_in_process(project_copy) == _status(project_copy) != {}
 
 
 @pytest.mark.parametrize("section", SECTIONS)
-def test_status_reports_exactly_the_readers(project: Path, section: str) -> None:
-    expected = readers(project_stages(project), section)
-    _change(project, section)
-    status = _status_in_process(project)
+def test_status_reports_exactly_the_readers(project_copy: Path, section: str) -> None:
+    expected = readers(project_stages(project_copy), section)
+    _change(project_copy, section)
+    status = _status_in_process(project_copy)
     assert set(status) == expected
     for stage in expected:
         assert status[stage] == [{"changed deps": {"params.toml": {section: "modified"}}}]
