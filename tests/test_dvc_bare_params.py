@@ -92,3 +92,9 @@ def test_the_dvc_internal_is_still_there() -> None:
 
     dvc_bare_params.patch(target)
     assert hasattr(target.to_path_overrides, "__wrapped__")
+
+
+def test_the_hook_targets_the_spec_file() -> None:
+    from aiprod_recipes.specio import DEFAULT_SPEC
+
+    assert DEFAULT_SPEC.as_posix() == dvc_bare_params.PROJECT_PARAMS

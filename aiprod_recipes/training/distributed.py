@@ -32,7 +32,7 @@ def is_worker() -> bool:
     return os.environ.get(WORKER_ENV) == "1"
 
 
-def launch(config: str, out: Path, spec_file: str = "params.toml") -> dict:
+def launch(config: str, out: Path, spec_file: str) -> dict:
     """Run the train stage's workers under ``accelerate launch --config_file config``."""
     if not Path(config).is_file():
         raise LaunchFailed(f"train.accelerate_config: {config} does not exist")
