@@ -6,6 +6,7 @@ timestamps, so identical inputs give a byte-identical file and DVC can skip down
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from importlib import metadata
@@ -32,16 +33,30 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@functools.cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * 2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Full sha256 of a file, remembered for the process while its size and mtime hold:
+    a stage that hashes its inputs (ingest) and the provenance of the same inputs then read
+    each file once."""
+    st = path.stat()
+    return _sha256(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
 def file_digest(path: Path) -> str:
     """sha256 of a file; for very large files, of its size, first and last MiB."""
     size = path.stat().st_size
-    h = hashlib.sha256()
+    if size <= FULL_HASH_LIMIT:
+        return "sha256:" + sha256_file(path)
+    h = hashlib.sha256(str(size).encode())
     with open(path, "rb") as f:
-        if size <= FULL_HASH_LIMIT:
-            for chunk in iter(lambda: f.read(2**20), b""):
-                h.update(chunk)
-            return "sha256:" + h.hexdigest()
-        h.update(str(size).encode())
         h.update(f.read(_SAMPLE))
         f.seek(size - _SAMPLE)
         h.update(f.read(_SAMPLE))

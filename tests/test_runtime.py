@@ -51,3 +51,17 @@ def test_stale_dvc_yaml_stops_a_stage(project, capsys) -> None:
     write_spec(project, data={"raw_dir": "elsewhere"})
     assert main(["run", "ingest"]) == 1
     assert "aiprod-recipes render" in capsys.readouterr().err
+
+
+def test_remembered_file_hash_follows_changes(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from aiprod_recipes.provenance import sha256_file
+
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"first")
+    assert sha256_file(path) == hashlib.sha256(b"first").hexdigest()
+    path.write_bytes(b"second!")
+    os.utime(path, ns=(1, 1))
+    assert sha256_file(path) == hashlib.sha256(b"second!").hexdigest()

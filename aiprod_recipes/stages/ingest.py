@@ -32,6 +32,7 @@ from aiprod_recipes.media.probe import check_frame_size, probe
 from aiprod_recipes.media.report import DecodeReport
 from aiprod_recipes.media.scenes import detect_scenes, split_long
 from aiprod_recipes.media.video import iter_frames
+from aiprod_recipes.provenance import sha256_file
 from aiprod_recipes.registry import STAGES_DIR
 from aiprod_recipes.runtime import Report, StageFailed, StagePaths
 from aiprod_recipes.spec import Ingest, Spec
@@ -53,14 +54,6 @@ class Quarantine:
     def write(self, folder: Path) -> None:
         doc = {"rejected": self.rejected, "damaged": self.damaged}
         (folder / QUARANTINE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(4 * 2**20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_sources(raw_dir: Path, extensions: list[str]) -> list[str]:
@@ -171,7 +164,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     sources = find_sources(paths.raw_dir, spec.data.extensions)
     params = shaping_params(spec)
     print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
-    hashed = [(s, file_sha256(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
+    hashed = [(s, sha256_file(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
     quarantine = Quarantine()
     keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
                    for s, sha in _unique(hashed, quarantine))
