@@ -2,7 +2,8 @@
 
 Normalized clips are DVC outputs: if re-encoding the same frames gave different bytes,
 every downstream stage would rerun for nothing.  So every knob that can vary between
-runs or machines is pinned: a fixed x264 thread count (x264's output depends on it), the
+runs or machines is pinned: a fixed x264 thread count (x264's output depends on it), no
+macroblock-tree rate control (its output varied between calls on small frames), the
 muxer's bitexact mode (no library version or creation time in the header), fixed
 encoder options, and exact rational timestamps.
 """
@@ -69,6 +70,10 @@ def _add_video(
         "preset": preset,
         "threads": str(threads),
         "flags": "+bitexact",
+        # x264's macroblock-tree rate control was seen to give different bytes for the same
+        # small frames from one call to the next (it depended on what else the process had
+        # run); without it every size tried encodes identically.
+        "x264-params": "mbtree=0",
     }
     return stream
 
