@@ -15,13 +15,13 @@ from pathlib import Path
 from aiprod_recipes import recipes, render
 from aiprod_recipes.inference.cli import add_sample_parser
 from aiprod_recipes.registry import UnknownStage
-from aiprod_recipes.specio import DEFAULT_SPEC, SpecErrors, json_schema, load_spec, spec_to_toml
+from aiprod_recipes.specio import DEFAULT_SPEC, InvalidSpec, json_schema, load_spec, spec_to_toml
 
 EXIT_FAILED = 1
 EXIT_BAD_SPEC = 2
 
 
-def _print_spec_errors(e: SpecErrors) -> int:
+def _print_spec_errors(e: InvalidSpec) -> int:
     print(f"{e.path}: {len(e.errors)} error(s)", file=sys.stderr)
     for line in e.errors:
         print(f"  {e.path}: {line}", file=sys.stderr)
@@ -96,12 +96,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from aiprod_recipes.inference.hub import push
-    from aiprod_recipes.registry import STAGES_DIR
+    from aiprod_recipes.names import EVALUATE, METRICS_FILE, TRAIN, stage_dir
 
     spec = load_spec(args.file)
-    metrics = STAGES_DIR / "evaluate" / "metrics.json"
+    metrics = stage_dir(EVALUATE) / METRICS_FILE
     try:
-        url = push(STAGES_DIR / "train", args.repo_id, args.token_env,
+        url = push(stage_dir(TRAIN), args.repo_id, args.token_env,
                    trigger_word=spec.caption.trigger_word,
                    metrics_path=metrics if metrics.exists() else None,
                    private=not args.public)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except SpecErrors as e:
+    except InvalidSpec as e:
         return _print_spec_errors(e)
     except (UnknownStage, recipes.UnknownRecipe) as e:
         print(f"error: {e}", file=sys.stderr)

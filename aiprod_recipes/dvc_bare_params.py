@@ -28,7 +28,7 @@ TARGET_MODULE = "dvc.repo.experiments.run"
 TARGET_FUNCTION = "to_path_overrides"
 DVC_DEFAULT = "params.yaml"
 PROJECT_PARAMS = "params.toml"
-"""Same as specio.DEFAULT_SPEC; repeated here because this module runs at every interpreter
+"""Same as names.SPEC_FILE; repeated here because this module runs at every interpreter
 start in the environment and must import nothing of the package."""
 PTH_NAME = "zz_aiprod_recipes_dvc.pth"
 PTH_LINE = "import aiprod_recipes.dvc_bare_params as m; m.install()\n"

@@ -8,15 +8,28 @@ what the code does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from aiprod_recipes.model.tiny_config import CHECKPOINT_NAME, GEMMA_DIR_NAME
-from aiprod_recipes.spec import CheckpointModel, Spec
-
-STAGES_DIR = Path("data/stages")
-BASE_STAGE = "base"
-"""Every stage writes under data/stages/<stage>/ (the top level of the repo is fixed)."""
+from aiprod_recipes.model.runtime import model_paths
+from aiprod_recipes.names import (
+    BASE,
+    CAPTION,
+    EMBED,
+    EVALUATE,
+    INGEST,
+    LATENTS,
+    LIVE_DIR,
+    LIVE_PLOTS,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    REFERENCE,
+    SPLIT,
+    TRAIN,
+    stage_dir,
+)
+from aiprod_recipes.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ class StageDef:
     """Files inside the output that are DVC metrics (dvc metrics show, dvc exp show)."""
     plots: tuple[str, ...] = ()
     """Folders or files inside the output that are DVC plots, with step as x."""
+    accelerate_config: Callable[[Spec], str] | None = None
+    """The accelerate config file a spec asks this stage to run under (empty: one
+    process); the runtime then starts the stage's work in every process of that config."""
 
     @property
     def module(self) -> str:
@@ -61,82 +77,68 @@ class StageDef:
 
     @property
     def out_dir(self) -> Path:
-        return STAGES_DIR / self.name
+        return stage_dir(self.name)
+
+    def reads(self) -> tuple[str, ...]:
+        """Every stage whose output this one reads, whole or one file of it."""
+        return (*self.upstream, *(up for up, _ in self.upstream_files))
 
     def outputs(self) -> tuple[Output, ...]:
         return (Output(self.out_dir.as_posix(), persist=self.persist), *self.extra_outputs)
 
 
-@dataclass(frozen=True)
-class ModelPaths:
-    """Where the base model lives for a given spec."""
-
-    checkpoint: Path
-    gemma_dir: Path
-    produced_by_stage: bool = field(default=False)
-
-
-def model_paths(spec: Spec) -> ModelPaths:
-    """The checkpoint and Gemma folder: the user's files, or the tiny model the base stage
-    builds (so the default recipe needs no download)."""
-    src = spec.model.source
-    if isinstance(src, CheckpointModel):
-        return ModelPaths(Path(src.path), Path(src.gemma_dir))
-    base = STAGES_DIR / BASE_STAGE
-    return ModelPaths(base / CHECKPOINT_NAME, base / GEMMA_DIR_NAME, produced_by_stage=True)
-
-
 STAGES: tuple[StageDef, ...] = (
     StageDef(
-        BASE_STAGE, "the tiny seeded LTX-2 checkpoint and Gemma folder (tiny recipes only)",
+        BASE, "the tiny seeded LTX-2 checkpoint and Gemma folder (tiny recipes only)",
         sections=("model",), code=("aiprod_recipes/model",),
     ),
     StageDef(
-        "ingest", "raw clips -> normalised scene clips, manifest, quarantine report",
+        INGEST, "raw clips -> normalised scene clips, manifest, quarantine report",
         sections=("data", "ingest"), uses_raw=True, code=("aiprod_recipes/media",),
         persist=True,
     ),
     StageDef(
-        "caption", "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
-        sections=("caption",), upstream=("ingest",), uses_raw=True,
+        CAPTION, "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
+        sections=("caption",), upstream=(INGEST,), uses_raw=True,
         code=("aiprod_recipes/captioning",), persist=True,
     ),
     StageDef(
-        "embed", "captions -> Gemma text features",
-        sections=("text_encoder", "model"), upstream=("caption",), uses_model=True,
+        EMBED, "captions -> Gemma text features",
+        sections=("text_encoder", "model"), upstream=(CAPTION,), uses_model=True,
         code=("aiprod_recipes/model",), persist=True,
     ),
     StageDef(
-        "latents", "clips -> bucketed video latents and audio latents",
-        sections=("video", "audio", "model"), upstream=("ingest",), uses_model=True,
-        code=("aiprod_recipes/model", "aiprod_recipes/media", "aiprod_recipes/stages/common.py"),
+        LATENTS, "clips -> bucketed video latents and audio latents",
+        sections=("video", "audio", "model"), upstream=(INGEST,), uses_model=True,
+        code=("aiprod_recipes/model", "aiprod_recipes/media"),
         persist=True,
     ),
     StageDef(
-        "reference", "Canny-edge reference latents for IC-LoRA (empty when off)",
-        sections=("reference", "video", "audio", "model"), upstream=("ingest",),
+        REFERENCE, "Canny-edge reference latents for IC-LoRA (empty when off)",
+        sections=("reference", "video", "audio", "model"), upstream=(INGEST,),
         uses_model=True, code=("aiprod_recipes/model", "aiprod_recipes/media",
                                "aiprod_recipes/stages/latents.py"), persist=True,
     ),
     StageDef(
-        "split", "train/val assignment by content hash",
-        sections=("split",), upstream_files=(("ingest", "manifest.jsonl"),),
+        SPLIT, "train/val assignment by content hash",
+        sections=("split",), upstream_files=((INGEST, MANIFEST_FILE),),
     ),
     StageDef(
-        "train", "flow-matching LoRA or full fine-tune; adapter, DVCLive metrics and plots",
+        TRAIN, "flow-matching LoRA or full fine-tune; adapter, DVCLive metrics and plots",
         sections=("strategy", "lora", "optim", "train", "flow", "quant", "model"),
-        upstream=("split", "embed", "latents", "reference"), uses_model=True,
+        upstream=(SPLIT, EMBED, LATENTS, REFERENCE), uses_model=True,
         code=("aiprod_recipes/training", "aiprod_recipes/model"),
-        metrics=("live/metrics.json",), plots=("live/plots/metrics",),
+        metrics=(f"{LIVE_DIR}/{METRICS_FILE}",), plots=(f"{LIVE_DIR}/{LIVE_PLOTS}",),
+        accelerate_config=lambda spec: spec.train.accelerate_config,
     ),
     StageDef(
-        "evaluate", "held-out loss base vs adapter, sample mp4s with sound, report.md",
+        EVALUATE, "held-out loss base vs adapter, sample mp4s with sound, report.md",
         sections=("eval", "strategy", "lora", "optim", "train", "flow", "text_encoder",
                   "ingest", "reference", "model"),
-        upstream=("train", "split", "caption", "embed", "latents", "reference"),
+        upstream=(TRAIN, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
         uses_model=True,
         code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),
-        metrics=("metrics.json",),
+        metrics=(METRICS_FILE,),
     ),
 )
 """Every stage, in pipeline order."""
@@ -151,7 +153,7 @@ def stages_for(spec: Spec) -> tuple[StageDef, ...]:
     """The stages a spec runs: the base stage only exists when the pipeline builds the model."""
     return tuple(
         s for s in all_stages()
-        if s.name != BASE_STAGE or model_paths(spec).produced_by_stage
+        if s.name != BASE or model_paths(spec).produced_by_stage
     )
 
 
@@ -183,12 +185,12 @@ def data_deps(stage: StageDef, spec: Spec) -> list[str]:
     deps: list[str] = []
     if stage.uses_raw:
         deps.append(Path(spec.data.raw_dir).as_posix())
-    deps += [(STAGES_DIR / up).as_posix() for up in stage.upstream]
-    deps += [(STAGES_DIR / up / f).as_posix() for up, f in stage.upstream_files]
+    deps += [stage_dir(up).as_posix() for up in stage.upstream]
+    deps += [(stage_dir(up) / f).as_posix() for up, f in stage.upstream_files]
     if stage.uses_model:
         mp = model_paths(spec)
         if mp.produced_by_stage:
-            deps.append((STAGES_DIR / BASE_STAGE).as_posix())
+            deps.append(stage_dir(BASE).as_posix())
         else:
             deps += [mp.checkpoint.as_posix(), mp.gemma_dir.as_posix()]
     return deps

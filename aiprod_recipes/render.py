@@ -12,12 +12,11 @@ from typing import Any
 
 import yaml
 
+from aiprod_recipes.names import SPEC_FILE
 from aiprod_recipes.registry import StageDef, stage_deps, stages_for
 from aiprod_recipes.spec import Spec
-from aiprod_recipes.specio import DEFAULT_SPEC
 
 DVC_YAML = Path("dvc.yaml")
-SPEC_FILE = DEFAULT_SPEC.as_posix()
 HEADER = (
     "# Rendered from the stage registry (aiprod_recipes/registry.py) and params.toml by\n"
     "# `aiprod-recipes render`. Do not edit: change the registry or the spec and re-render.\n"

@@ -1,57 +1,45 @@
 """The thin runtime: load the spec, run one stage, make its output atomic, record provenance.
 
-Everything a stage needs arrives through ``StagePaths``; stages never decide paths.
+Everything a stage needs arrives through ``StagePaths`` (built here from the registry);
+stages never decide paths. A stage whose spec names an accelerate config runs as several
+processes (``launch_workers``): each runs the stage's ``run`` with the same paths, only the
+main one writes, and the output is finished here as for a single process.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiprod_recipes.model.runtime import model_fingerprint, model_paths
+from aiprod_recipes.names import SPEC_FILE, stage_dir
 from aiprod_recipes.provenance import package_versions, path_digest, write_provenance
-from aiprod_recipes.registry import (
-    STAGES_DIR,
-    ModelPaths,
-    StageDef,
-    data_deps,
-    get_stage,
-    model_paths,
-)
+from aiprod_recipes.registry import StageDef, data_deps, get_stage
 from aiprod_recipes.spec import Spec
-from aiprod_recipes.specio import DEFAULT_SPEC, load_spec, section_values
+from aiprod_recipes.specio import load_spec, section_values
+from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.store.atomic import atomic_dir
 
-Report = dict[str, Any]
-
-
-class StageFailed(RuntimeError):
-    """A stage could not produce its output; the message says why, for a person."""
-
-
-@dataclass(frozen=True)
-class StagePaths:
-    """The paths one stage run may touch."""
-
-    out: Path
-    """Temporary folder the stage writes into; it replaces the real output on success."""
-    previous: Path | None
-    """The output of the previous run (kept by DVC for persistent outputs), for reuse."""
-    raw_dir: Path
-    model: ModelPaths
-    spec_file: Path = DEFAULT_SPEC
-    """The spec this run was started with (passed on to worker processes)."""
-
-    def upstream(self, stage: str) -> Path:
-        """The finished output folder of another stage."""
-        return STAGES_DIR / stage
+WORKER_REPORT = ".worker-report.json"
+"""Where the main worker leaves the stage's report for the launching process."""
 
 
 class StageModule(Protocol):
     def run(self, spec: Spec, paths: StagePaths) -> Report: ...
+
+
+def stage_paths(stage: StageDef, spec: Spec, out: Path, previous: Path | None,
+                spec_file: Path | str = SPEC_FILE) -> StagePaths:
+    """The paths and declarations a stage run gets, from the registry."""
+    return StagePaths(out=out, previous=previous, raw_dir=Path(spec.data.raw_dir),
+                      model=model_paths(spec), final=stage.out_dir, spec_file=Path(spec_file),
+                      sections=stage.sections,
+                      upstreams={up: stage_dir(up) for up in stage.reads()})
 
 
 def _check_inputs(stage: StageDef, spec: Spec) -> None:
@@ -85,26 +73,58 @@ def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
         "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
     }
     if stage.uses_model:
-        from aiprod_recipes.model.loader import fingerprint
-
-        record["model_fingerprint"] = fingerprint(model_paths(spec).checkpoint)
+        record["model_fingerprint"] = model_fingerprint(model_paths(spec))
     return record
 
 
-def run_stage(name: str, spec_path: Path | str = DEFAULT_SPEC) -> Report:
+def stage_module(stage: StageDef) -> StageModule:
+    """The stage's module (imported only when the stage runs)."""
+    return importlib.import_module(stage.module)  # type: ignore[return-value]
+
+
+def launch_workers(stage: StageDef, config: str, paths: StagePaths) -> Report:
+    """Run the stage's work in every process of ``config`` (``accelerate launch``).
+
+    Each worker (``aiprod_recipes.worker``) rebuilds the same ``StagePaths`` and calls the
+    stage's ``run``; the stage uses accelerate's process state to share the work, and only
+    the main process writes into ``paths.out``. Its report comes back through a file.
+    """
+    if not Path(config).is_file():
+        raise StageFailed(f"{stage.name}: accelerate config {config} does not exist")
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--config_file", config, "-m", "aiprod_recipes.worker",
+           stage.name, str(paths.out), str(paths.spec_file), str(paths.previous or "")]
+    proc = subprocess.run(cmd)
+    report_path = paths.out / WORKER_REPORT
+    if proc.returncode != 0 or not report_path.exists():
+        raise StageFailed(f"{stage.name}: accelerate workers exited with {proc.returncode} "
+                          f"({' '.join(cmd)})")
+    report = json.loads(report_path.read_text())
+    report_path.unlink()
+    return report
+
+
+def write_worker_report(out: Path, report: Report) -> None:
+    """Called by the main worker: hand the stage's report to the launching process."""
+    (out / WORKER_REPORT).write_text(json.dumps(report))
+
+
+def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
     """Validate the whole spec, run one stage into a temporary folder, then swap it in."""
     spec = load_spec(spec_path)
     stage = get_stage(name, spec)
     _check_rendered(spec)
     _check_inputs(stage, spec)
-    module: StageModule = importlib.import_module(stage.module)  # type: ignore[assignment]
+    config = stage.accelerate_config(spec) if stage.accelerate_config else ""
     final = stage.out_dir
     previous = final if final.exists() else None
     started = time.monotonic()
     with atomic_dir(final) as tmp:
-        paths = StagePaths(out=tmp, previous=previous, raw_dir=Path(spec.data.raw_dir),
-                           model=model_paths(spec), spec_file=Path(spec_path))
-        report = module.run(spec, paths)
+        paths = stage_paths(stage, spec, tmp, previous, spec_path)
+        if config:
+            report = launch_workers(stage, config, paths)
+        else:
+            report = stage_module(stage).run(spec, paths)
         write_provenance(tmp, _provenance(stage, spec))
     summary = ", ".join(f"{k}={v}" for k, v in report.items())
     print(f"[{name}] done in {time.monotonic() - started:.1f}s: {summary}", file=sys.stderr)

@@ -11,7 +11,7 @@ them into a JSON Schema for editors.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-def _d(description: str, **constraints: object) -> Meta:
+def described(description: str, **constraints: object) -> Meta:
     """A field's Meta: its description plus its constraints."""
     return Meta(description=description, **constraints)  # type: ignore[arg-type]
 
@@ -31,7 +31,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaul
     """Strict base: unknown keys are errors, every field is keyword-only."""
 
 
-class SpecError(ValueError):
+class SpecRuleError(ValueError):
     """Spec rules were broken; each line of the message is "dotted.key: what is allowed"."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -40,10 +40,10 @@ class SpecError(ValueError):
 
 
 def _rules(*checks: tuple[bool, str, str]) -> None:
-    """Raise one SpecError listing every (ok, key, message) check that failed."""
+    """Raise one SpecRuleError listing every (ok, key, message) check that failed."""
     problems = [f"{key}: {message}" for ok, key, message in checks if not ok]
     if problems:
-        raise SpecError(problems)
+        raise SpecRuleError(problems)
 
 
 def _rule(ok: bool, key: str, message: str) -> None:
@@ -57,17 +57,19 @@ Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Meta(gt=0.0)]
 PosInt = Annotated[int, Meta(ge=1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
-Seed = Annotated[int, _d("Random seed.", ge=0, le=2**32 - 1)]
+Seed = Annotated[int, described("Random seed.", ge=0, le=2**32 - 1)]
 
 
 class Data(Base):
     """Where the raw clips are."""
 
-    raw_dir: Annotated[str, _d("Folder of raw clips (and sidecar captions).", min_length=1)] = (
+    raw_dir: Annotated[
+        str, described("Folder of raw clips (and sidecar captions).", min_length=1)] = (
         "data/sample"
     )
     extensions: Annotated[
-        list[str], _d("File extensions treated as clips (lower case, with dot).", min_length=1)
+        list[str],
+        described("File extensions treated as clips (lower case, with dot).", min_length=1)
     ] = msgspec.field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
 
     def __post_init__(self) -> None:
@@ -79,30 +81,32 @@ class Data(Base):
 class ContentDetector(Base, tag="content", tag_field="type"):
     """PySceneDetect ContentDetector: cuts where HSV content changes quickly."""
 
-    threshold: Annotated[float, _d("Content change that marks a cut.", gt=0.0)] = 27.0
+    threshold: Annotated[float, described("Content change that marks a cut.", gt=0.0)] = 27.0
 
 
 class AdaptiveDetector(Base, tag="adaptive", tag_field="type"):
     """PySceneDetect AdaptiveDetector: content change relative to a rolling average."""
 
-    adaptive_threshold: Annotated[float, _d("Ratio to the rolling average for a cut.", gt=0)] = 3.0
-    min_content_val: Annotated[float, _d("Minimum content change for a cut.", ge=0)] = 15.0
-    window_width: Annotated[int, _d("Frames each side in the rolling average.", ge=1)] = 2
+    adaptive_threshold: Annotated[
+        float, described("Ratio to the rolling average for a cut.", gt=0)] = 3.0
+    min_content_val: Annotated[float, described("Minimum content change for a cut.", ge=0)] = 15.0
+    window_width: Annotated[int, described("Frames each side in the rolling average.", ge=1)] = 2
 
 
 class ThresholdDetector(Base, tag="threshold", tag_field="type"):
     """PySceneDetect ThresholdDetector: fades to and from black."""
 
-    threshold: Annotated[float, _d("Mean pixel intensity of a dark frame.", ge=0)] = 12.0
-    fade_bias: Annotated[float, _d("Where the cut lands in a fade (-1 start, +1 end).",
+    threshold: Annotated[float, described("Mean pixel intensity of a dark frame.", ge=0)] = 12.0
+    fade_bias: Annotated[float, described("Where the cut lands in a fade (-1 start, +1 end).",
                                    ge=-1.0, le=1.0)] = 0.0
 
 
 class HistogramDetector(Base, tag="histogram", tag_field="type"):
     """PySceneDetect HistogramDetector: cuts on YUV histogram distance."""
 
-    threshold: Annotated[float, _d("Histogram difference that marks a cut.", gt=0, le=1)] = 0.05
-    bins: Annotated[int, _d("Histogram bins.", ge=2, le=256)] = 256
+    threshold: Annotated[
+        float, described("Histogram difference that marks a cut.", gt=0, le=1)] = 0.05
+    bins: Annotated[int, described("Histogram bins.", ge=2, le=256)] = 256
 
 
 class NoDetector(Base, tag="none", tag_field="type"):
@@ -116,15 +120,17 @@ class Ingest(Base):
     """Scene splitting and clip normalisation."""
 
     detector: Detector = msgspec.field(default_factory=ContentDetector)
-    min_scene_frames: Annotated[int, _d("Minimum scene length the detector reports.", ge=1)] = 15
-    min_duration_s: Annotated[float, _d("Scenes shorter than this are dropped.", gt=0)] = 1.0
-    max_duration_s: Annotated[float, _d("Scenes longer than this are split.", gt=0)] = 10.0
-    fps: Annotated[float, _d("Frame rate of the normalised clips.", gt=0, le=240)] = 24.0
-    max_width: Annotated[int, _d("Frames wider than this are rejected.", ge=32)] = 7680
-    max_height: Annotated[int, _d("Frames taller than this are rejected.", ge=32)] = 4320
-    crf: Annotated[int, _d("H.264 quality of the normalised clips (lower is better).",
+    min_scene_frames: Annotated[
+        int, described("Minimum scene length the detector reports.", ge=1)] = 15
+    min_duration_s: Annotated[float, described("Scenes shorter than this are dropped.", gt=0)] = 1.0
+    max_duration_s: Annotated[float, described("Scenes longer than this are split.", gt=0)] = 10.0
+    fps: Annotated[float, described("Frame rate of the normalised clips.", gt=0, le=240)] = 24.0
+    max_width: Annotated[int, described("Frames wider than this are rejected.", ge=32)] = 7680
+    max_height: Annotated[int, described("Frames taller than this are rejected.", ge=32)] = 4320
+    crf: Annotated[int, described("H.264 quality of the normalised clips (lower is better).",
                            ge=0, le=51)] = 18
-    strict: Annotated[bool, _d("Fail on the first bad input instead of skipping it.")] = False
+    strict: Annotated[
+        bool, described("Fail on the first bad input instead of skipping it.")] = False
 
     def __post_init__(self) -> None:
         _rule(self.max_duration_s >= self.min_duration_s, "ingest.max_duration_s",
@@ -136,29 +142,30 @@ class Ingest(Base):
 class SidecarCaptions(Base, tag="sidecar", tag_field="type"):
     """Captions from files next to the clips (.txt/.json/.jsonl/.csv) or one manifest file."""
 
-    manifest: Annotated[str, _d("One caption file for all clips, relative to data.raw_dir; "
+    manifest: Annotated[str, described("One caption file for all clips, relative to data.raw_dir; "
                                 "empty: per-clip sidecar files.")] = ""
 
 
 class QwenOmniCaptioner(Base, tag="qwen_omni", tag_field="type"):
     """A local Qwen2.5-Omni model through transformers."""
 
-    model_dir: Annotated[str, _d("Folder with the Qwen2.5-Omni weights.", min_length=1)]
-    load_in_8bit: Annotated[bool, _d("Load the weights in 8 bit through bitsandbytes.")] = False
-    num_frames: Annotated[int, _d("Frames sampled from each clip.", ge=1, le=64)] = 8
-    max_new_tokens: Annotated[int, _d("Longest caption in tokens.", ge=1, le=4096)] = 256
-    device: Annotated[str, _d("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+    model_dir: Annotated[str, described("Folder with the Qwen2.5-Omni weights.", min_length=1)]
+    load_in_8bit: Annotated[
+        bool, described("Load the weights in 8 bit through bitsandbytes.")] = False
+    num_frames: Annotated[int, described("Frames sampled from each clip.", ge=1, le=64)] = 8
+    max_new_tokens: Annotated[int, described("Longest caption in tokens.", ge=1, le=4096)] = 256
+    device: Annotated[str, described("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
 
 
 class GeminiCaptioner(Base, tag="gemini", tag_field="type"):
     """The Gemini API through google-genai; the key is read from an environment variable."""
 
-    model: Annotated[str, _d("Gemini model name.", min_length=1)] = "gemini-2.5-flash"
-    api_key_env: Annotated[str, _d("Environment variable holding the API key.",
+    model: Annotated[str, described("Gemini model name.", min_length=1)] = "gemini-2.5-flash"
+    api_key_env: Annotated[str, described("Environment variable holding the API key.",
                                    min_length=1)] = "GEMINI_API_KEY"
-    base_url: Annotated[str, _d("API endpoint; empty for Google's default.")] = ""
-    max_retries: Annotated[int, _d("Retries on rate limits and server errors.", ge=0)] = 5
-    timeout_s: Annotated[float, _d("Per-request timeout in seconds.", gt=0)] = 120.0
+    base_url: Annotated[str, described("API endpoint; empty for Google's default.")] = ""
+    max_retries: Annotated[int, described("Retries on rate limits and server errors.", ge=0)] = 5
+    timeout_s: Annotated[float, described("Per-request timeout in seconds.", gt=0)] = 120.0
 
 
 Captioner = SidecarCaptions | QwenOmniCaptioner | GeminiCaptioner
@@ -174,12 +181,13 @@ class Caption(Base):
     """Captioning: the backend, the instruction, cleanup and the trigger word."""
 
     backend: Captioner = msgspec.field(default_factory=SidecarCaptions)
-    instruction: Annotated[str, _d("What the model captioners are asked.",
+    instruction: Annotated[str, described("What the model captioners are asked.",
                                    min_length=1)] = DEFAULT_INSTRUCTION
-    trigger_word: Annotated[str, _d("Prepended to every caption (empty: none).")] = ""
-    on_missing: Annotated[Literal["error", "drop"],
-                          _d("A clip without a caption stops the stage or is dropped.")] = "error"
-    clean: Annotated[bool, _d("Strip model preambles, markdown and quotes.")] = True
+    trigger_word: Annotated[str, described("Prepended to every caption (empty: none).")] = ""
+    on_missing: Annotated[
+        Literal["error", "drop"],
+        described("A clip without a caption stops the stage or is dropped.")] = "error"
+    clean: Annotated[bool, described("Strip model preambles, markdown and quotes.")] = True
 
 
 # --------------------------------------------------------------------------- model
@@ -188,14 +196,14 @@ class TinyModel(Base, tag="tiny", tag_field="type"):
     """A tiny, seeded, randomly initialised LTX-2 built by the pipeline (CPU smoke runs)."""
 
     seed: Seed = 0
-    layers: Annotated[int, _d("Transformer blocks.", ge=1, le=8)] = 2
+    layers: Annotated[int, described("Transformer blocks.", ge=1, le=8)] = 2
 
 
 class CheckpointModel(Base, tag="checkpoint", tag_field="type"):
     """A real LTX-2 single-file checkpoint and a Gemma folder."""
 
-    path: Annotated[str, _d("LTX-2 .safetensors checkpoint.", min_length=1)]
-    gemma_dir: Annotated[str, _d("Folder with the Gemma-3 text encoder and tokenizer.",
+    path: Annotated[str, described("LTX-2 .safetensors checkpoint.", min_length=1)]
+    gemma_dir: Annotated[str, described("Folder with the Gemma-3 text encoder and tokenizer.",
                                  min_length=1)]
 
 
@@ -203,14 +211,15 @@ class Model(Base):
     """The base model and where it runs."""
 
     source: TinyModel | CheckpointModel = msgspec.field(default_factory=TinyModel)
-    dtype: Annotated[Literal["bfloat16", "float32"], _d("Weights dtype.")] = "bfloat16"
-    device: Annotated[str, _d("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+    dtype: Annotated[Literal["bfloat16", "float32"], described("Weights dtype.")] = "bfloat16"
+    device: Annotated[str, described("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
 
 
 class TextEncoder(Base):
     """Gemma text features (the LTX-2 text path before the connectors)."""
 
-    max_tokens: Annotated[int, _d("Padded token count (multiple of 128).", ge=128, le=4096)] = 128
+    max_tokens: Annotated[
+        int, described("Padded token count (multiple of 128).", ge=128, le=4096)] = 128
 
     def __post_init__(self) -> None:
         _rule(self.max_tokens % 128 == 0, "text_encoder.max_tokens",
@@ -222,9 +231,9 @@ class TextEncoder(Base):
 class Bucket(Base):
     """A resolution/frame bucket: width x height x frames."""
 
-    width: Annotated[int, _d("Width in pixels (multiple of 32).", ge=32, le=8192)]
-    height: Annotated[int, _d("Height in pixels (multiple of 32).", ge=32, le=8192)]
-    frames: Annotated[int, _d("Frames (8k + 1).", ge=1, le=1025)]
+    width: Annotated[int, described("Width in pixels (multiple of 32).", ge=32, le=8192)]
+    height: Annotated[int, described("Height in pixels (multiple of 32).", ge=32, le=8192)]
+    frames: Annotated[int, described("Frames (8k + 1).", ge=1, le=1025)]
 
 
 def bucket_checks(b: Bucket, key: str) -> list[tuple[bool, str, str]]:
@@ -240,14 +249,15 @@ def bucket_checks(b: Bucket, key: str) -> list[tuple[bool, str, str]]:
 class Video(Base):
     """Video latents: buckets, cropping, VAE encoding."""
 
-    buckets: Annotated[list[Bucket], _d("Resolution/frame buckets.", min_length=1)] = (
+    buckets: Annotated[list[Bucket], described("Resolution/frame buckets.", min_length=1)] = (
         msgspec.field(default_factory=lambda: [Bucket(width=768, height=512, frames=121)])
     )
-    crop: Annotated[Literal["center", "random"], _d("How a frame is cropped to its bucket.")] = (
+    crop: Annotated[
+        Literal["center", "random"], described("How a frame is cropped to its bucket.")] = (
         "center"
     )
     seed: Seed = 0
-    tiled_encode: Annotated[bool, _d("Encode large frames in tiles to save memory.")] = False
+    tiled_encode: Annotated[bool, described("Encode large frames in tiles to save memory.")] = False
 
     def __post_init__(self) -> None:
         _rules(*(check for i, b in enumerate(self.buckets)
@@ -257,18 +267,18 @@ class Video(Base):
 class Audio(Base):
     """Audio latents (16 kHz log-mel through the audio VAE)."""
 
-    enabled: Annotated[bool, _d("Encode audio latents.")] = True
+    enabled: Annotated[bool, described("Encode audio latents.")] = True
     on_missing: Annotated[Literal["silence", "skip"],
-                          _d("A clip without sound gets silence or is skipped.")] = "silence"
+                          described("A clip without sound gets silence or is skipped.")] = "silence"
 
 
 class Reference(Base):
     """Canny-edge reference videos for IC-LoRA (video-to-video)."""
 
-    enabled: Annotated[bool, _d("Compute reference latents.")] = False
-    canny_low: Annotated[int, _d("Canny lower hysteresis threshold.", ge=0, le=1000)] = 100
-    canny_high: Annotated[int, _d("Canny upper hysteresis threshold.", ge=0, le=1000)] = 200
-    downscale: Annotated[int, _d("Reference resolution divisor (1, 2, 4).", ge=1, le=8)] = 1
+    enabled: Annotated[bool, described("Compute reference latents.")] = False
+    canny_low: Annotated[int, described("Canny lower hysteresis threshold.", ge=0, le=1000)] = 100
+    canny_high: Annotated[int, described("Canny upper hysteresis threshold.", ge=0, le=1000)] = 200
+    downscale: Annotated[int, described("Reference resolution divisor (1, 2, 4).", ge=1, le=8)] = 1
 
     def __post_init__(self) -> None:
         _rule(self.canny_high >= self.canny_low, "reference.canny_high",
@@ -280,7 +290,7 @@ class Reference(Base):
 class Split(Base):
     """Train/validation split by content hash."""
 
-    val_fraction: Annotated[float, _d("Share of clips held out.", ge=0.0, lt=1.0)] = 0.2
+    val_fraction: Annotated[float, described("Share of clips held out.", ge=0.0, lt=1.0)] = 0.2
     seed: Seed = 0
 
 
@@ -289,30 +299,37 @@ class Split(Base):
 class TextToVideo(Base, tag="text_to_video", tag_field="type"):
     """Text-to-video, optionally with the audio branch (joint audio-video)."""
 
-    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = True
+    uses_reference: ClassVar[bool] = False
+    """Trains on reference latents (IC-LoRA): needs the reference stage and a LoRA."""
+
+    with_audio: Annotated[bool, described("Train the audio branch jointly.")] = True
     independent_audio_timestep: Annotated[
-        bool, _d("Draw the audio noise level independently of the video's.")] = True
+        bool, described("Draw the audio noise level independently of the video's.")] = True
 
 
 class ImageToVideo(Base, tag="image_to_video", tag_field="type"):
     """Image-to-video: the first latent frame is kept clean (timestep 0, no loss)."""
 
-    first_frame_p: Annotated[float, _d("Probability of conditioning on the first frame.",
+    uses_reference: ClassVar[bool] = False
+
+    first_frame_p: Annotated[float, described("Probability of conditioning on the first frame.",
                                        ge=0.0, le=1.0)] = 0.9
-    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = True
+    with_audio: Annotated[bool, described("Train the audio branch jointly.")] = True
     independent_audio_timestep: Annotated[
-        bool, _d("Draw the audio noise level independently of the video's.")] = True
+        bool, described("Draw the audio noise level independently of the video's.")] = True
 
 
 class VideoToVideo(Base, tag="video_to_video", tag_field="type"):
     """Video-to-video IC-LoRA: reference tokens at timestep 0, loss on the target only."""
 
-    with_audio: Annotated[bool, _d("Train the audio branch jointly.")] = False
+    uses_reference: ClassVar[bool] = True
+
+    with_audio: Annotated[bool, described("Train the audio branch jointly.")] = False
     independent_audio_timestep: Annotated[
-        bool, _d("Draw the audio noise level independently of the video's.")] = True
+        bool, described("Draw the audio noise level independently of the video's.")] = True
 
 
-Strategy = TextToVideo | ImageToVideo | VideoToVideo
+StrategyConfig = TextToVideo | ImageToVideo | VideoToVideo
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -320,10 +337,10 @@ DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 class Lora(Base):
     """LoRA adapter shape (peft)."""
 
-    rank: Annotated[int, _d("LoRA rank.", ge=1, le=1024)] = 16
-    alpha: Annotated[float, _d("LoRA alpha (scale = alpha / rank).", gt=0)] = 16.0
-    dropout: Annotated[float, _d("LoRA dropout.", ge=0.0, lt=1.0)] = 0.0
-    target_modules: Annotated[list[str], _d("Module name suffixes that get adapters.",
+    rank: Annotated[int, described("LoRA rank.", ge=1, le=1024)] = 16
+    alpha: Annotated[float, described("LoRA alpha (scale = alpha / rank).", gt=0)] = 16.0
+    dropout: Annotated[float, described("LoRA dropout.", ge=0.0, lt=1.0)] = 0.0
+    target_modules: Annotated[list[str], described("Module name suffixes that get adapters.",
                                             min_length=1)] = msgspec.field(
         default_factory=lambda: list(DEFAULT_TARGETS))
 
@@ -331,16 +348,17 @@ class Lora(Base):
 class Optim(Base):
     """Optimiser and learning-rate schedule."""
 
-    optimizer: Annotated[Literal["adamw", "adamw8bit"], _d("AdamW or 8-bit AdamW.")] = (
+    optimizer: Annotated[Literal["adamw", "adamw8bit"], described("AdamW or 8-bit AdamW.")] = (
         "adamw"
     )
-    learning_rate: Annotated[float, _d("Peak learning rate, in (0, 1).")] = 1e-4
-    weight_decay: Annotated[float, _d("Decoupled weight decay.", ge=0.0)] = 0.0
-    betas: Annotated[tuple[float, float], _d("Adam betas.")] = (0.9, 0.999)
-    eps: Annotated[float, _d("Adam epsilon.", gt=0)] = 1e-8
-    scheduler: Annotated[Literal["constant", "linear", "cosine"], _d("LR schedule.")] = "constant"
-    warmup_steps: Annotated[int, _d("Linear warm-up steps.", ge=0)] = 0
-    max_grad_norm: Annotated[float, _d("Gradient clipping norm (0: off).", ge=0.0)] = 1.0
+    learning_rate: Annotated[float, described("Peak learning rate, in (0, 1).")] = 1e-4
+    weight_decay: Annotated[float, described("Decoupled weight decay.", ge=0.0)] = 0.0
+    betas: Annotated[tuple[float, float], described("Adam betas.")] = (0.9, 0.999)
+    eps: Annotated[float, described("Adam epsilon.", gt=0)] = 1e-8
+    scheduler: Annotated[
+        Literal["constant", "linear", "cosine"], described("LR schedule.")] = "constant"
+    warmup_steps: Annotated[int, described("Linear warm-up steps.", ge=0)] = 0
+    max_grad_norm: Annotated[float, described("Gradient clipping norm (0: off).", ge=0.0)] = 1.0
 
     def __post_init__(self) -> None:
         _rule(0.0 < self.learning_rate < 1.0, "optim.learning_rate",
@@ -352,18 +370,19 @@ class Optim(Base):
 class Train(Base):
     """The training loop."""
 
-    mode: Annotated[Literal["lora", "full"], _d("LoRA adapter or full fine-tune.")] = "lora"
-    steps: Annotated[int, _d("Optimiser steps.", ge=1)] = 1000
+    mode: Annotated[Literal["lora", "full"], described("LoRA adapter or full fine-tune.")] = "lora"
+    steps: Annotated[int, described("Optimiser steps.", ge=1)] = 1000
     batch_size: PosInt = 1
     gradient_accumulation_steps: PosInt = 1
-    gradient_checkpointing: Annotated[bool, _d("Recompute activations in backward.")] = False
-    mixed_precision: Annotated[Literal["no", "bf16"], _d("Autocast precision.")] = "bf16"
+    gradient_checkpointing: Annotated[bool, described("Recompute activations in backward.")] = False
+    mixed_precision: Annotated[Literal["no", "bf16"], described("Autocast precision.")] = "bf16"
     seed: Seed = 42
-    checkpoint_every: Annotated[int, _d("Steps between resumable checkpoints (0: off).", ge=0)] = (
+    checkpoint_every: Annotated[
+        int, described("Steps between resumable checkpoints (0: off).", ge=0)] = (
         250
     )
-    log_every: Annotated[int, _d("Steps between metric logs.", ge=1)] = 10
-    accelerate_config: Annotated[str, _d("accelerate config file for multi-process training "
+    log_every: Annotated[int, described("Steps between metric logs.", ge=1)] = 10
+    accelerate_config: Annotated[str, described("accelerate config file for multi-process training "
                                          "(DDP, FSDP); empty: one process.")] = ""
 
     def __post_init__(self) -> None:
@@ -375,14 +394,14 @@ class Flow(Base):
     """Flow-matching noise-level sampling."""
 
     timestep_sampler: Annotated[Literal["uniform", "shifted_logit_normal"],
-                                _d("How noise levels are drawn.")] = "shifted_logit_normal"
-    logit_mean: Annotated[float, _d("Mean of the logit-normal.")] = 0.0
-    logit_std: Annotated[float, _d("Std of the logit-normal.", gt=0)] = 1.0
-    base_shift: Annotated[float, _d("Shift at min_tokens.")] = 0.95
-    max_shift: Annotated[float, _d("Shift at max_tokens.")] = 2.05
-    min_tokens: Annotated[int, _d("Token count where base_shift applies.", ge=1)] = 1024
-    max_tokens: Annotated[int, _d("Token count where max_shift applies.", ge=1)] = 4096
-    stretch: Annotated[bool, _d("Stretch sampled levels to cover [eps, 1].")] = False
+                                described("How noise levels are drawn.")] = "shifted_logit_normal"
+    logit_mean: Annotated[float, described("Mean of the logit-normal.")] = 0.0
+    logit_std: Annotated[float, described("Std of the logit-normal.", gt=0)] = 1.0
+    base_shift: Annotated[float, described("Shift at min_tokens.")] = 0.95
+    max_shift: Annotated[float, described("Shift at max_tokens.")] = 2.05
+    min_tokens: Annotated[int, described("Token count where base_shift applies.", ge=1)] = 1024
+    max_tokens: Annotated[int, described("Token count where max_shift applies.", ge=1)] = 4096
+    stretch: Annotated[bool, described("Stretch sampled levels to cover [eps, 1].")] = False
 
     def __post_init__(self) -> None:
         _rule(self.max_tokens > self.min_tokens, "flow.max_tokens",
@@ -392,27 +411,29 @@ class Flow(Base):
 class Quant(Base):
     """Quantization of the frozen base under the LoRA (optimum-quanto)."""
 
-    base: Annotated[Literal["none", "int8", "fp8"], _d("Frozen base weights precision.")] = "none"
+    base: Annotated[
+        Literal["none", "int8", "fp8"], described("Frozen base weights precision.")] = "none"
 
 
 class Eval(Base):
     """Validation sampling and held-out metrics."""
 
-    prompts: Annotated[list[str], _d("Prompts to sample; empty: the val clips' captions.")] = (
+    prompts: Annotated[
+        list[str], described("Prompts to sample; empty: the val clips' captions.")] = (
         msgspec.field(default_factory=list)
     )
-    max_samples: Annotated[int, _d("Most samples generated.", ge=0)] = 4
+    max_samples: Annotated[int, described("Most samples generated.", ge=0)] = 4
     bucket: Bucket = msgspec.field(default_factory=lambda: Bucket(width=768, height=512,
                                                                   frames=121))
-    steps: Annotated[int, _d("Euler sampling steps.", ge=1, le=500)] = 30
-    cfg_scale: Annotated[float, _d("Classifier-free guidance scale (1: off).", ge=1.0)] = 3.0
-    stg_scale: Annotated[float, _d("Spatio-temporal guidance scale (0: off).", ge=0.0)] = 1.0
-    stg_blocks: Annotated[list[int], _d("Transformer blocks skipped for STG.")] = (
+    steps: Annotated[int, described("Euler sampling steps.", ge=1, le=500)] = 30
+    cfg_scale: Annotated[float, described("Classifier-free guidance scale (1: off).", ge=1.0)] = 3.0
+    stg_scale: Annotated[float, described("Spatio-temporal guidance scale (0: off).", ge=0.0)] = 1.0
+    stg_blocks: Annotated[list[int], described("Transformer blocks skipped for STG.")] = (
         msgspec.field(default_factory=lambda: [1])
     )
-    negative_prompt: Annotated[str, _d("Negative prompt for CFG.")] = ""
+    negative_prompt: Annotated[str, described("Negative prompt for CFG.")] = ""
     seed: Seed = 0
-    loss_levels: Annotated[list[float], _d("Noise levels of the held-out loss.",
+    loss_levels: Annotated[list[float], described("Noise levels of the held-out loss.",
                                            min_length=1)] = msgspec.field(
         default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
 
@@ -436,7 +457,7 @@ class Spec(Base):
     audio: Audio = msgspec.field(default_factory=Audio)
     reference: Reference = msgspec.field(default_factory=Reference)
     split: Split = msgspec.field(default_factory=Split)
-    strategy: Strategy = msgspec.field(default_factory=TextToVideo)
+    strategy: StrategyConfig = msgspec.field(default_factory=TextToVideo)
     lora: Lora = msgspec.field(default_factory=Lora)
     optim: Optim = msgspec.field(default_factory=Optim)
     train: Train = msgspec.field(default_factory=Train)
@@ -445,7 +466,7 @@ class Spec(Base):
     eval: Eval = msgspec.field(default_factory=Eval)
 
     def __post_init__(self) -> None:
-        ic = isinstance(self.strategy, VideoToVideo)
+        ic = self.strategy.uses_reference
         d = self.reference.downscale
         _rules(
             *((not self.reference.enabled or ((b.width // d) % 32 == 0 and (b.height // d) % 32

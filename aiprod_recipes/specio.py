@@ -16,12 +16,14 @@ import msgspec
 import tomlkit
 import tomllib
 
-from aiprod_recipes.spec import Spec, SpecError
+from aiprod_recipes.names import SPEC_FILE
+from aiprod_recipes.spec import Spec, SpecRuleError
 
-DEFAULT_SPEC = Path("params.toml")
+DEFAULT_SPEC = Path(SPEC_FILE)
+"""The spec a command reads when none is named."""
 
 
-class SpecErrors(Exception):
+class InvalidSpec(Exception):
     """One or more problems in a recipe file; ``errors`` holds one line per problem."""
 
     def __init__(self, path: Path | str, errors: list[str]) -> None:
@@ -110,39 +112,40 @@ def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]
             msgspec.convert(doc[name], field.type, strict=True)
         except msgspec.ValidationError as e:
             errors.extend(_with_allowed_tags(_msgspec_messages(e, key, doc[name]), field.type))
-        except SpecError as e:
+        except SpecRuleError as e:
             errors.extend(e.problems)
     return errors
 
 
 def decode_spec(doc: dict[str, Any]) -> Spec:
-    """Decode a parsed TOML document into a Spec; raises SpecErrors (file name "<spec>")."""
+    """Decode a parsed TOML document into a Spec; raises InvalidSpec (file name "<spec>")."""
     return _decode(doc, "<spec>")
 
 
 def _decode(doc: dict[str, Any], path: str) -> Spec:
     errors = _field_errors(Spec, doc, "")
     if errors:
-        raise SpecErrors(path, errors)
+        raise InvalidSpec(path, errors)
     try:
         return msgspec.convert(doc, Spec, strict=True)
-    except SpecError as e:
-        raise SpecErrors(path, e.problems) from None
+    except SpecRuleError as e:
+        raise InvalidSpec(path, e.problems) from None
     except msgspec.ValidationError as e:
-        raise SpecErrors(path, _msgspec_messages(e, "")) from None
+        raise InvalidSpec(path, _msgspec_messages(e, "")) from None
 
 
 def load_spec(path: Path | str = DEFAULT_SPEC) -> Spec:
-    """Read and validate a recipe file. Raises SpecErrors listing every problem."""
+    """Read and validate a recipe file. Raises InvalidSpec listing every problem."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecErrors(path, ["file not found (create one with `aiprod-recipes init`)"]) from None
+        raise InvalidSpec(path, ["file not found (create one with `aiprod-recipes init`)"]
+                          ) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise SpecErrors(path, [f"not valid TOML: {e}"]) from None
+        raise InvalidSpec(path, [f"not valid TOML: {e}"]) from None
     return _decode(doc, str(path))
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import av
 
-from aiprod_recipes.media import decode_audio, iter_frames, probe
+from aiprod_recipes.media.audio import decode_audio
+from aiprod_recipes.media.probe import probe
+from aiprod_recipes.media.video import iter_frames
 
 REPEATS = 5
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from aiprod_recipes.registry import STAGES_DIR
+from aiprod_recipes.names import STAGES_DIR
 from tests.conftest import git_commit, run_cmd
 from tests.e2e_fixtures import (
     RAW_DIR,

@@ -16,7 +16,13 @@ from aiprod_recipes.inference.cli import add_sample_parser, cmd_sample
 from aiprod_recipes.model.loader import load_components
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.spec import Lora
-from aiprod_recipes.training.lora import AdapterMeta, add_lora, lora_layers, save_adapter
+from aiprod_recipes.training.lora import (
+    PEFT_ADAPTER_NAME,
+    AdapterMeta,
+    add_lora,
+    lora_layers,
+    save_adapter,
+)
 from tests.conftest import write_spec
 from tests.media_fixtures import SAMPLE_DIR
 from tests.model_fixtures import tiny_model_paths
@@ -37,7 +43,7 @@ def make_adapter(path: Path, value: float) -> Path:
     add_lora(model, Lora(rank=2, alpha=2.0, target_modules=["to_q", "to_v"]), seed=0)
     with torch.no_grad():
         for layer in lora_layers(model).values():
-            layer.lora_B["default"].weight.fill_(value)
+            layer.lora_B[PEFT_ADAPTER_NAME].weight.fill_(value)
     meta = AdapterMeta(2, 2.0, ("to_q", "to_v"), "text_to_video", "other-base", "h")
     return save_adapter(model, path, meta)
 

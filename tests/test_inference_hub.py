@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from aiprod_recipes.inference import hub
+from aiprod_recipes.names import ADAPTER_FILE
 from aiprod_recipes.training.lora import AdapterMeta
 
 META = AdapterMeta(rank=16, alpha=32.0, target_modules=("to_q", "to_v"),
@@ -21,7 +22,7 @@ def adapter_dir(tmp_path: Path) -> Path:
     folder.mkdir()
     tensors = {"diffusion_model.blocks.0.to_q.lora_A.weight": torch.zeros(16, 4),
                "diffusion_model.blocks.0.to_q.lora_B.weight": torch.zeros(4, 16)}
-    save_file(tensors, str(folder / hub.ADAPTER), metadata=META.header())
+    save_file(tensors, str(folder / ADAPTER_FILE), metadata=META.header())
     return folder
 
 

@@ -21,7 +21,13 @@ from aiprod_recipes.model.loader import load_components
 from aiprod_recipes.model.text import encode_captions
 from aiprod_recipes.spec import ImageToVideo, Lora, Spec, VideoToVideo
 from aiprod_recipes.training.forward import Batch
-from aiprod_recipes.training.lora import AdapterMeta, add_lora, lora_layers, save_adapter
+from aiprod_recipes.training.lora import (
+    PEFT_ADAPTER_NAME,
+    AdapterMeta,
+    add_lora,
+    lora_layers,
+    save_adapter,
+)
 from tests.model_fixtures import tiny_components, tiny_model_paths  # noqa: F401
 
 LEVELS = [0.25, 0.75]
@@ -57,7 +63,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
     for zero_b in (True, False):
         with torch.no_grad():
             for layer in lora_layers(model).values():
-                w = layer.lora_B["default"].weight
+                w = layer.lora_B[PEFT_ADAPTER_NAME].weight
                 w.copy_(torch.zeros_like(w) if zero_b else torch.full_like(w, 0.02))
         out[zero_b] = save_adapter(model, root / f"zero_{zero_b}.safetensors", meta)
     return out

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiprod_recipes.media import decode_audio, probe
+from aiprod_recipes.media.audio import decode_audio
+from aiprod_recipes.media.probe import probe
 from tests.media_fixtures import make_audio_only, make_clip, make_ts, real_clip, tone
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiprod_recipes.media import MediaError, decode_audio, decode_frames, encode_mp4, probe
+from aiprod_recipes.media.audio import decode_audio
+from aiprod_recipes.media.encode import encode_mp4
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.probe import probe
+from aiprod_recipes.media.video import decode_frames
 from tests.media_fixtures import pattern_frames, tone
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiprod_recipes.media import MediaError, check_frame_size, probe
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.probe import check_frame_size, probe
 from tests.media_fixtures import make_audio_only, make_clip, real_clip
 
 

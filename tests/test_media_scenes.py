@@ -6,7 +6,8 @@ import pytest
 import scenedetect
 from scenedetect import ContentDetector
 
-from aiprod_recipes.media import MediaError, detect_scenes, split_long
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.scenes import detect_scenes, split_long
 from tests.media_fixtures import SAMPLE_DIR, real_clip
 
 

@@ -9,7 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from aiprod_recipes.media import DecodeReport, MediaError, decode_frames, iter_frames
+from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.media.report import DecodeReport
+from aiprod_recipes.media.video import decode_frames, iter_frames
 from tests.media_fixtures import (
     damage_packets,
     make_clip,

@@ -18,7 +18,8 @@ from ltx_core.text_encoders.gemma import EMBEDDINGS_PROCESSOR_KEY_OPS, GEMMA_LLM
 from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
 from safetensors.torch import load_file
 
-from aiprod_recipes.model.loader import Components, fingerprint, load_components
+from aiprod_recipes.model.header import checkpoint_fingerprint
+from aiprod_recipes.model.loader import Components, load_components
 from tests.model_fixtures import tiny_model_components, tiny_model_paths
 
 KEY_OPS = {
@@ -110,10 +111,10 @@ def test_bad_requests_fail():
 
 def test_fingerprint_is_stable_and_cheap(tmp_path):
     tiny_model = tiny_model_paths()
-    first = fingerprint(tiny_model.checkpoint)
+    first = checkpoint_fingerprint(tiny_model.checkpoint)
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(tiny_model.checkpoint.read_bytes())
-    assert fingerprint(copy) == first
+    assert checkpoint_fingerprint(copy) == first
     assert len(first) == 64
     copy.write_bytes(copy.read_bytes() + b"\0")
-    assert fingerprint(copy) != first
+    assert checkpoint_fingerprint(copy) != first

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from aiprod_recipes.model.loader import checkpoint_config, fingerprint, read_header
+from aiprod_recipes.model.header import checkpoint_config, checkpoint_fingerprint, read_header
 from aiprod_recipes.model.tiny import build_tiny_model
 from tests.model_fixtures import TINY_LAYERS, TINY_SEED, tiny_model_paths
 
@@ -36,7 +36,7 @@ def test_other_seed_changes_weights_not_layout(tmp_path):
     tiny_model = tiny_model_paths()
     other = build_tiny_model(tmp_path / "other", seed=TINY_SEED + 1, layers=TINY_LAYERS)
     assert other.checkpoint.read_bytes() != tiny_model.checkpoint.read_bytes()
-    assert fingerprint(other.checkpoint) == fingerprint(tiny_model.checkpoint)
+    assert checkpoint_fingerprint(other.checkpoint) == checkpoint_fingerprint(tiny_model.checkpoint)
     assert (other.gemma_dir / "tokenizer.model").read_bytes() == (
         tiny_model.gemma_dir / "tokenizer.model"
     ).read_bytes()

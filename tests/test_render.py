@@ -9,7 +9,8 @@ import yaml
 
 from aiprod_recipes import render
 from aiprod_recipes.cli import main
-from aiprod_recipes.registry import STAGES_DIR, stages_for
+from aiprod_recipes.names import STAGES_DIR
+from aiprod_recipes.registry import stages_for
 from aiprod_recipes.specio import decode_spec, load_spec
 from tests.conftest import REPO
 

@@ -9,7 +9,7 @@ import pytest
 
 from aiprod_recipes.cli import main
 from aiprod_recipes.spec import Spec
-from aiprod_recipes.specio import SpecErrors, decode_spec, json_schema, load_spec
+from aiprod_recipes.specio import InvalidSpec, decode_spec, json_schema, load_spec
 
 BAD_CASES = {
     "unknown key": ("[lora]\nrank = 8\nranq = 4\n", "lora.ranq"),
@@ -49,7 +49,7 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "params.toml"
     path.write_text("[lora]\nrank = 0\nbogus = 1\n[optim]\nlearning_rate = 2.0\n"
                     "[[video.buckets]]\nwidth = 500\nheight = 64\nframes = 48\n")
-    with pytest.raises(SpecErrors) as info:
+    with pytest.raises(InvalidSpec) as info:
         load_spec(path)
     text = "\n".join(info.value.errors)
     for key in ("lora.rank", "lora.bogus", "video.buckets[0].width", "video.buckets[0].frames"):
@@ -57,10 +57,10 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_error_says_what_is_allowed(tmp_path: Path) -> None:
-    with pytest.raises(SpecErrors) as info:
+    with pytest.raises(InvalidSpec) as info:
         decode_spec({"lora": {"rank": 0}})
     assert info.value.errors == ["lora.rank: expected `int` >= 1 (got 0)"]
-    with pytest.raises(SpecErrors) as info:
+    with pytest.raises(InvalidSpec) as info:
         decode_spec({"video": {"buckets": [{"width": 64, "height": 64, "frames": 48}]}})
     assert "8k + 1" in info.value.errors[0]
 
@@ -85,6 +85,6 @@ def test_schema_has_descriptions(capsys) -> None:
 
 
 def test_a_wrong_type_tag_lists_the_types() -> None:
-    with pytest.raises(SpecErrors) as info:
+    with pytest.raises(InvalidSpec) as info:
         decode_spec({"caption": {"backend": {"type": "gpt"}}})
     assert "allowed types: 'sidecar', 'qwen_omni', 'gemini'" in info.value.errors[0]

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aiprod_recipes.runtime import StageFailed, run_stage
+from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.stages.caption import read_captions
+from aiprod_recipes.stages.context import StageFailed
 from tests.caption_fixtures import FakeGeminiServer
 from tests.conftest import write_spec
 from tests.media_fixtures import SAMPLE_DIR

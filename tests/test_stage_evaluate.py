@@ -9,12 +9,19 @@ import av
 import pytest
 import torch
 
-from aiprod_recipes.registry import model_paths
-from aiprod_recipes.runtime import StageFailed, StagePaths, run_stage
+from aiprod_recipes.model.runtime import load_model, model_fingerprint, model_paths
+from aiprod_recipes.registry import get_stage
+from aiprod_recipes.runtime import run_stage, stage_paths
 from aiprod_recipes.specio import load_spec
 from aiprod_recipes.stages import evaluate
-from aiprod_recipes.stages.common import model_fingerprint
-from aiprod_recipes.training.lora import AdapterMeta, add_lora, lora_layers, save_adapter
+from aiprod_recipes.stages.context import StageFailed
+from aiprod_recipes.training.lora import (
+    PEFT_ADAPTER_NAME,
+    AdapterMeta,
+    add_lora,
+    lora_layers,
+    save_adapter,
+)
 from tests.conftest import copy_project, prepare_project, write_spec
 
 SPEC = {
@@ -28,8 +35,6 @@ LEVEL_KEYS = [f"loss_{m}_level_{s}" for m in ("base", "adapter") for s in ("0.2"
 
 def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
     """A train-stage output: an adapter on the project's base, lora_B random or zero."""
-    from aiprod_recipes.stages.common import load_model
-
     spec = load_spec(project / "params.toml")
     paths = model_paths(spec)
     model = load_model(spec.model, paths, {"transformer"}).transformer
@@ -37,7 +42,7 @@ def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in lora_layers(model).values():
-            b = layer.lora_B["default"].weight
+            b = layer.lora_B[PEFT_ADAPTER_NAME].weight
             b.copy_(torch.zeros_like(b) if zero_b else 0.05 * torch.randn(b.shape, generator=gen))
     meta = AdapterMeta(rank=spec.lora.rank, alpha=spec.lora.alpha,
                        target_modules=tuple(spec.lora.target_modules), strategy="text_to_video",
@@ -61,8 +66,7 @@ def run_evaluate(project: Path) -> tuple[dict, Path]:
     spec = load_spec(project / "params.toml")
     out = project / "out"
     out.mkdir()
-    paths = StagePaths(out=out, previous=None, raw_dir=Path(spec.data.raw_dir),
-                       model=model_paths(spec))
+    paths = stage_paths(get_stage("evaluate", spec), spec, out, None)
     return evaluate.run(spec, paths), out
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from aiprod_recipes.cli import main
-from aiprod_recipes.runtime import StageFailed, run_stage
-from aiprod_recipes.stages.ingest import clip_bytes
+from aiprod_recipes.runtime import run_stage
+from aiprod_recipes.stages.context import StageFailed
 from aiprod_recipes.stages.split import assign, read_split
 from aiprod_recipes.store.shards import ShardReader
 from tests.conftest import write_spec
@@ -42,7 +42,7 @@ def test_sample_clips_with_a_cut(project: Path) -> None:
     assert [r["source"] for r in reader.rows].count("scene_cut.mp4") == 2
     row = rows["pulse.mp4"]
     assert row["fps"] == 24.0 and row["has_audio"] and row["width"] == 256
-    data = clip_bytes(reader, row["item"])
+    data = reader.item_bytes(row["item"], "mp4")
     assert data[4:8] == b"ftyp"
     assert json.loads((INGEST / "provenance.json").read_text())["spec"]["ingest"]["fps"] == 24.0
 

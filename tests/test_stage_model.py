@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aiprod_recipes.model.loader import fingerprint
+from aiprod_recipes.model.header import checkpoint_fingerprint
 from aiprod_recipes.model.vae import audio_latent_frames, video_latent_shape
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.store.shards import ShardReader
@@ -41,7 +41,8 @@ def test_shapes_reuse_and_identical_bytes(project: Path) -> None:
         assert tuple(t["video"].shape) == video_latent_shape(17, 64, 96)
         assert tuple(t["audio"].shape) == (8, audio_latent_frames(17 / 24), 16)
     provenance = json.loads((STAGES / "latents" / "provenance.json").read_text())
-    assert provenance["model_fingerprint"] == fingerprint(STAGES / "base" / "ltx2.safetensors")
+    checkpoint = STAGES / "base" / "ltx2.safetensors"
+    assert provenance["model_fingerprint"] == checkpoint_fingerprint(checkpoint)
     embed = ShardReader(STAGES / "embed")
     features = embed.tensors(embed.rows[0]["key"])
     assert features["video"].shape[0] == features["mask"].shape[0] == 128

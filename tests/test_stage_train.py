@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from aiprod_recipes.names import ADAPTER_FILE as ADAPTER
+from aiprod_recipes.names import TRAIN_CHECKPOINTS_DIR
 from aiprod_recipes.runtime import run_stage
-from aiprod_recipes.stages.train import ADAPTER, checkpoint_root
 from tests.conftest import BIN, copy_project, prepare_project, write_spec
 
 TRAIN = Path("data/stages/train")
@@ -47,7 +48,7 @@ def test_adapter_and_metrics(copy: Path) -> None:
     rows = (TRAIN / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
     steps = [int(line.split("\t")[0]) for line in rows[1:]]
     assert steps == list(range(2, 19, 2))
-    assert not checkpoint_root().exists() or not any(checkpoint_root().iterdir())
+    assert not TRAIN_CHECKPOINTS_DIR.exists() or not any(TRAIN_CHECKPOINTS_DIR.iterdir())
 
 
 def _kill_after_a_checkpoint(project: Path) -> None:
@@ -57,7 +58,7 @@ def _kill_after_a_checkpoint(project: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(6000):
-            if list((project / checkpoint_root()).glob("*/current/state.json")):
+            if list((project / TRAIN_CHECKPOINTS_DIR).glob("*/current/state.json")):
                 break
             if proc.poll() is not None:
                 pytest.fail("the train stage ended before it could be killed")
@@ -125,7 +126,7 @@ def test_two_process_ddp_on_cpu(copy: Path) -> None:
 
 
 def test_full_fine_tune_is_trained_and_evaluated(copy: Path) -> None:
-    from aiprod_recipes.stages.train import FULL_WEIGHTS
+    from aiprod_recipes.names import FULL_WEIGHTS_FILE as FULL_WEIGHTS
 
     write_spec(copy, data={"raw_dir": "raw"},
                **{**SPEC, "train": {**SPEC["train"], "mode": "full", "steps": 4},

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from aiprod_recipes.names import MANIFEST_FILE
 from aiprod_recipes.store.shards import (
-    MANIFEST,
     ShardReader,
     ShardWriter,
     item_key,
@@ -48,7 +48,7 @@ def test_identical_inputs_give_identical_bytes(tmp_path: Path) -> None:
     _write(tmp_path / "b", items)
     _write(tmp_path / "c", items, previous=tmp_path / "a")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert MANIFEST in names
+    assert MANIFEST_FILE in names
     for name in names:
         data = (tmp_path / "a" / name).read_bytes()
         assert data == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()

@@ -13,9 +13,9 @@ import torch
 from aiprod_recipes.spec import Optim
 from aiprod_recipes.training.checkpoint import (
     capture,
-    fingerprint,
     load_if_compatible,
     restore,
+    resume_key,
     save_checkpoint,
 )
 from aiprod_recipes.training.optim import build_optimizer, build_scheduler
@@ -66,10 +66,10 @@ def test_round_trip_continues_identically(tmp_path: Path, kind: str) -> None:
 
 def test_other_fingerprint_starts_fresh(tmp_path: Path) -> None:
     params, opt, sched, gens = _objects("adamw")
-    save_checkpoint(tmp_path, capture(1, fingerprint({"lora": {"rank": 8}}), params, opt,
+    save_checkpoint(tmp_path, capture(1, resume_key({"lora": {"rank": 8}}), params, opt,
                                       sched, gens))
-    assert load_if_compatible(tmp_path, fingerprint({"lora": {"rank": 16}})) is None
-    assert load_if_compatible(tmp_path, fingerprint({"lora": {"rank": 8}})) is not None
+    assert load_if_compatible(tmp_path, resume_key({"lora": {"rank": 16}})) is None
+    assert load_if_compatible(tmp_path, resume_key({"lora": {"rank": 8}})) is not None
     assert load_if_compatible(tmp_path / "missing", "x") is None
 
 

@@ -23,7 +23,7 @@ from aiprod_recipes.spec import (
     Lora,
     Optim,
     Quant,
-    Strategy,
+    StrategyConfig,
     TextToVideo,
     Train,
     VideoToVideo,
@@ -82,7 +82,7 @@ def make_batch(seed: int = 0, batch_size: int = 1, audio: bool = True,
     )
 
 
-STRATEGIES: dict[str, Strategy] = {
+STRATEGIES: dict[str, StrategyConfig] = {
     "text_to_video": TextToVideo(with_audio=True),
     "image_to_video": ImageToVideo(first_frame_p=1.0, with_audio=False),
     "video_to_video": VideoToVideo(with_audio=False),
@@ -94,7 +94,7 @@ def batch_for(name: str, seed: int = 0) -> Batch:
     return make_batch(seed, audio=strategy.with_audio, reference=name == "video_to_video")
 
 
-def sections(strategy: Strategy | None = None, *, steps: int = 10, lr: float = 1e-3,
+def sections(strategy: StrategyConfig | None = None, *, steps: int = 10, lr: float = 1e-3,
              rank: int = 8, alpha: float = 8.0, optimizer: str = "adamw",
              scheduler: str = "constant", warmup: int = 0, accumulation: int = 1,
              checkpoint_every: int = 0, mode: str = "lora", quant: str = "none",

@@ -19,7 +19,7 @@ from aiprod_recipes.spec import Lora
 from aiprod_recipes.training.flow import noise_tokens
 from aiprod_recipes.training.forward import predict, text_context, tokenize
 from aiprod_recipes.training.lora import (
-    ADAPTER,
+    PEFT_ADAPTER_NAME,
     AdapterMeta,
     add_lora,
     attach_adapter,
@@ -39,7 +39,7 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in lora_layers(model).values():
-            b = layer.lora_B[ADAPTER].weight
+            b = layer.lora_B[PEFT_ADAPTER_NAME].weight
             b.copy_(torch.randn(b.shape, generator=g) * 0.2)
 
 

@@ -7,7 +7,7 @@ import torch
 from optimum.quanto import QLinear
 
 from aiprod_recipes.training.loop import setup, train_step
-from aiprod_recipes.training.lora import lora_layers
+from aiprod_recipes.training.lora import PEFT_ADAPTER_NAME, lora_layers
 from aiprod_recipes.training.quant import quantized_linears
 from tests.test_training_fixtures import (  # noqa: F401
     STRATEGIES,
@@ -33,12 +33,12 @@ def test_quantized_base_lora_trains_one_step(base: str) -> None:
 
     base_layer = state.model.transformer_blocks[0].attn1.to_q.base_layer
     base_before = base_layer.qweight.dequantize().clone()
-    b_before = {n: m.lora_B["default"].weight.clone()
+    b_before = {n: m.lora_B[PEFT_ADAPTER_NAME].weight.clone()
                 for n, m in lora_layers(state.model).items()}
     metrics = train_step(state, [batch_for("text_to_video")])
     assert torch.isfinite(torch.tensor(metrics["loss"]))
     assert metrics["grad_norm"] > 0
-    changed = [not torch.equal(m.lora_B["default"].weight, b_before[n])
+    changed = [not torch.equal(m.lora_B[PEFT_ADAPTER_NAME].weight, b_before[n])
                for n, m in lora_layers(state.model).items()]
     assert all(changed)
     after = base_layer.qweight.dequantize()

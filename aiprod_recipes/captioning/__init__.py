@@ -1,29 +1,6 @@
-"""Caption backends as plain functions: sidecar files, Gemini, local Qwen2.5-Omni, cleanup.
+"""Caption backends: sidecar files, a local Qwen2.5-Omni, the Gemini API; and the cleanup of
+model answers. ``backends`` maps the spec's ``caption.backend.type`` to its backend.
 
-Heavy libraries (torch, transformers, google-genai) are imported only when a backend runs,
-so importing this package stays cheap for stages that never caption.
+Nothing is imported here: torch, transformers and google-genai load only when a backend
+that needs them runs.
 """
-
-from aiprod_recipes.captioning.cleanup import clean_caption, with_trigger
-from aiprod_recipes.captioning.gemini import (
-    GeminiClient,
-    GeminiClipError,
-    GeminiError,
-    GeminiKeyError,
-)
-from aiprod_recipes.captioning.qwen_omni import QwenOmni, QwenOmniError, load_qwen_omni
-from aiprod_recipes.captioning.sidecar import CaptionFileError, load_sidecar_captions
-
-__all__ = [
-    "CaptionFileError",
-    "GeminiClient",
-    "GeminiClipError",
-    "GeminiError",
-    "GeminiKeyError",
-    "QwenOmni",
-    "QwenOmniError",
-    "clean_caption",
-    "load_qwen_omni",
-    "load_sidecar_captions",
-    "with_trigger",
-]

@@ -262,3 +262,41 @@ def _guess_mime(video: Path | bytes) -> str:
 
 def _scrub(text: str, key: str) -> str:
     return text.replace(key, "***") if key else text
+
+
+class GeminiBackend:
+    """Captions from the Gemini API (``caption.backend.type = "gemini"``). The client is
+    made, and the key checked, at the first clip that needs a caption."""
+
+    def __init__(self, caption: Any, **_: Any) -> None:
+        self.backend = caption.backend
+        self.instruction = caption.instruction
+        self._client: GeminiClient | None = None
+
+    def key_part(self, source: str) -> str | None:
+        return None
+
+    def caption(self, item: str, source: str, clip: Any) -> str | None:
+        if self._client is None:
+            self._client = _checked_client(self.backend)
+        return self._client.caption(clip(), self.instruction, mime_type="video/mp4", clip=item)
+
+    def is_fatal(self, error: Exception) -> bool:
+        from aiprod_recipes.captioning.backends import CaptionBackendUnavailable
+
+        return isinstance(error, GeminiKeyError | ImportError | CaptionBackendUnavailable)
+
+
+def _checked_client(backend: GeminiCaptioner) -> GeminiClient:
+    """A client whose package is installed and whose key variable is set."""
+    from aiprod_recipes.captioning.backends import CaptionBackendUnavailable
+
+    try:
+        import google.genai  # noqa: F401
+    except ImportError as e:
+        raise CaptionBackendUnavailable(
+            'caption.backend.type = "gemini" needs the google-genai package: '
+            "pip install 'aiprod-recipes[gemini]'") from e
+    client = GeminiClient.from_spec(backend)
+    client.check_key()
+    return client

@@ -250,3 +250,38 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
         shape = getattr(audio, "shape", None)
         raise ValueError(f"audio must be a mono array [samples] at 16 kHz, got shape {shape}")
     return audio.astype(np.float32, copy=False)
+
+
+class QwenOmniBackend:
+    """Captions from a local Qwen2.5-Omni (``caption.backend.type = "qwen_omni"``): frames
+    sampled evenly over each clip plus its 16 kHz mono sound; the model loads at the first
+    clip that needs a caption, so a rerun that reuses every caption never loads it."""
+
+    def __init__(self, caption: Any, *, workdir: Path, **_: Any) -> None:
+        self.backend = caption.backend
+        self.instruction = caption.instruction
+        self.workdir = workdir
+        self._model: QwenOmni | None = None
+
+    def key_part(self, source: str) -> str | None:
+        return None
+
+    def caption(self, item: str, source: str, clip: Any) -> str | None:
+        from aiprod_recipes.media.audio import decode_audio
+        from aiprod_recipes.media.probe import probe
+        from aiprod_recipes.media.video import decode_frames
+
+        self._model = self._model or load_from_spec(self.backend)
+        path = self.workdir / f"{item}.mp4"
+        path.write_bytes(clip())
+        try:
+            fps = self.backend.num_frames / max(probe(path).duration_s, 1e-3)
+            frames = decode_frames(path, fps)[: self.backend.num_frames]
+            audio = decode_audio(path, AUDIO_SAMPLE_RATE, 1)
+            mono = None if audio is None else np.ascontiguousarray(audio[0])
+            return self._model.caption(frames, mono, self.instruction, fps=fps)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def is_fatal(self, error: Exception) -> bool:
+        return isinstance(error, ImportError)

@@ -28,6 +28,23 @@ class CaptionFileError(ValueError):
     """A caption sidecar or manifest is malformed; the message names the file and line."""
 
 
+class SidecarBackend:
+    """Captions from files the user wrote (``caption.backend.type = "sidecar"``)."""
+
+    def __init__(self, caption: Any, *, raw_dir: Path, sources: list[str], **_: Any) -> None:
+        self.texts = load_sidecar_captions(raw_dir, sorted(set(sources)),
+                                           caption.backend.manifest)
+
+    def key_part(self, source: str) -> str | None:
+        return self.texts.get(source)
+
+    def caption(self, item: str, source: str, clip: Any) -> str | None:
+        return self.texts.get(source)
+
+    def is_fatal(self, error: Exception) -> bool:
+        return True
+
+
 def load_sidecar_captions(raw_dir: Path, sources: list[str], manifest: str = "") -> dict[str, str]:
     """Map each source clip (posix path relative to raw_dir) to its caption.
 

@@ -63,9 +63,9 @@ def _read_image(path: Path) -> Any:
 def _reference_latent(spec: Any, encoder: Any, path: Path, width: int, height: int,
                       frames: int, fps: float, canny: bool) -> Any:
     from aiprod_recipes.media.buckets import Bucket, fit_frames
+    from aiprod_recipes.media.canny import canny_video
     from aiprod_recipes.media.video import decode_frames
     from aiprod_recipes.model.vae import encode_video
-    from aiprod_recipes.stages.reference import canny_video
 
     pixels = decode_frames(path, fps, 0.0, frames / fps)
     if len(pixels) < frames:
@@ -84,10 +84,9 @@ def _run(args: argparse.Namespace) -> Path:
     from aiprod_recipes.inference.guidance import Guidance
     from aiprod_recipes.inference.prompts import encode_prompts
     from aiprod_recipes.inference.sampler import Request, encode_image, free, generate
+    from aiprod_recipes.model.runtime import load_model, model_fingerprint, model_paths
     from aiprod_recipes.model.vae import video_latent_shape
-    from aiprod_recipes.registry import model_paths
     from aiprod_recipes.specio import load_spec
-    from aiprod_recipes.stages.common import load_model, model_fingerprint
 
     spec = load_spec(args.file)
     ev = spec.eval
@@ -95,8 +94,7 @@ def _run(args: argparse.Namespace) -> Path:
                              ev.bucket.height), _pick(args.frames, ev.bucket.frames))
     video_latent_shape(frames, height, width)
     fps = float(_pick(args.fps, spec.ingest.fps))
-    guidance = Guidance(float(_pick(args.cfg, ev.cfg_scale)), float(_pick(args.stg, ev.stg_scale)),
-                        tuple(ev.stg_blocks))
+    guidance = Guidance.from_eval(ev, cfg_scale=args.cfg, stg_scale=args.stg)
     adapters = [parse_adapter_arg(a) for a in args.adapter]
     for a in adapters:
         if not a.path.is_file():

@@ -46,8 +46,12 @@ class Guidance:
             raise ValueError("stg_scale > 0 needs at least one block in stg_blocks")
 
     @staticmethod
-    def from_eval(cfg: Eval) -> Guidance:
-        return Guidance(cfg.cfg_scale, cfg.stg_scale, tuple(cfg.stg_blocks))
+    def from_eval(cfg: Eval, cfg_scale: float | None = None,
+                  stg_scale: float | None = None) -> Guidance:
+        """The spec's guidance, with the scales a command line overrides (None: keep)."""
+        return Guidance(cfg.cfg_scale if cfg_scale is None else float(cfg_scale),
+                        cfg.stg_scale if stg_scale is None else float(stg_scale),
+                        tuple(cfg.stg_blocks))
 
     def guider(self) -> MultiModalGuider:
         return MultiModalGuider(MultiModalGuiderParams(

@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from aiprod_recipes.names import ADAPTER_FILE, METRICS_FILE
 from aiprod_recipes.training.lora import AdapterMeta, read_adapter
 
-__all__ = ["ADAPTER", "build_folder", "model_card", "push"]
+__all__ = ["build_folder", "model_card", "push"]
 
-ADAPTER = "adapter.safetensors"
 BASE_MODEL = "Lightricks/LTX-2"
 
 
@@ -33,7 +33,7 @@ def _metrics_rows(metrics: dict[str, Any]) -> list[str]:
 
 
 def model_card(meta: AdapterMeta, repo_id: str, trigger_word: str = "",
-               metrics: dict[str, Any] | None = None, filename: str = ADAPTER) -> str:
+               metrics: dict[str, Any] | None = None, filename: str = ADAPTER_FILE) -> str:
     """README.md for the Hub: front matter, what the adapter is, how to load it."""
     name = repo_id.rsplit("/", 1)[-1]
     trigger = (f"Start prompts with the trigger word **`{trigger_word}`**."
@@ -92,17 +92,17 @@ def build_folder(adapter_dir: Path, dest: Path, repo_id: str, trigger_word: str 
                  metrics_path: Path | None = None) -> list[Path]:
     """Fill ``dest`` with what is uploaded: the adapter, README.md and (if given)
     metrics.json. Returns the files, sorted."""
-    adapter = Path(adapter_dir) / ADAPTER
+    adapter = Path(adapter_dir) / ADAPTER_FILE
     if not adapter.is_file():
-        raise FileNotFoundError(f"no {ADAPTER} in {adapter_dir}")
+        raise FileNotFoundError(f"no {ADAPTER_FILE} in {adapter_dir}")
     _, meta = read_adapter(adapter)
     metrics = None
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(adapter, dest / ADAPTER)
+    shutil.copyfile(adapter, dest / ADAPTER_FILE)
     if metrics_path is not None:
         metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
-        shutil.copyfile(metrics_path, dest / "metrics.json")
+        shutil.copyfile(metrics_path, dest / METRICS_FILE)
     (dest / "README.md").write_text(model_card(meta, repo_id, trigger_word, metrics),
                                     encoding="utf-8")
     return sorted(p for p in dest.iterdir() if p.is_file())

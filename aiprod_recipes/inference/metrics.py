@@ -15,17 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import msgspec
 import torch
 
 from aiprod_recipes.inference.adapters import adapters_disabled
-from aiprod_recipes.model.text import PromptFeatures
-from aiprod_recipes.spec import Flow, ImageToVideo, Spec, Strategy, VideoToVideo
-from aiprod_recipes.store.shards import ShardReader
+from aiprod_recipes.spec import Flow, Spec
+from aiprod_recipes.training.data import ClipStore
 from aiprod_recipes.training.forward import Batch, text_context, tokenize
 from aiprod_recipes.training.objective import Generators, batch_losses
+from aiprod_recipes.training.strategies import Strategy, strategy_for
 
 __all__ = ["ValClip", "clip_generators", "compare_losses", "evaluate_losses", "level_key",
            "load_val_clips", "model_losses", "spec_losses"]
@@ -55,37 +53,10 @@ def clip_generators(seed: int, item: str, level: float) -> Generators:
     return Generators(levels=gen(0), noise=gen(1), condition=gen(2))
 
 
-def load_val_clips(spec: Spec, val_items: Sequence[str], latents: Path, embed: Path,
-                   reference: Path | None = None) -> list[ValClip]:
-    """Val clips with stored latents and text features (clips the latents stage skipped
-    are left out). Reference latents are read for IC-LoRA strategies."""
-    lat, emb = ShardReader(latents), ShardReader(embed)
-    ref = ShardReader(reference) if reference is not None and isinstance(
-        spec.strategy, VideoToVideo) else None
-    clips = []
-    for item in sorted(val_items):
-        if item not in lat.by_item or item not in emb.by_item:
-            continue
-        if ref is not None and item not in ref.by_item:
-            continue
-        t, f = lat.item_tensors(item), emb.item_tensors(item)
-        text = PromptFeatures(video=f["video"], audio=f.get("audio"), mask=f["mask"].bool())
-        audio = t.get("audio") if spec.strategy.with_audio else None
-        clips.append(ValClip(item, Batch(
-            video=t["video"][None].float(),
-            text=[text],
-            audio=None if audio is None else audio[None].float(),
-            reference=None if ref is None else ref.item_tensors(item)["video"][None].float(),
-            fps=float(lat.by_item[item]["fps"]),
-            reference_downscale=spec.reference.downscale,
-        )))
-    return clips
-
-
-def _eval_strategy(strategy: Strategy) -> Strategy:
-    if isinstance(strategy, ImageToVideo):
-        return msgspec.structs.replace(strategy, first_frame_p=1.0)
-    return strategy
+def load_val_clips(store: ClipStore, val_items: Sequence[str]) -> list[ValClip]:
+    """Val clips with every stored input the strategy needs, one batch each (clips the
+    latents stage skipped are left out)."""
+    return [ValClip(item, store.batch([item])) for item in store.usable(val_items)]
 
 
 @torch.no_grad()
@@ -94,7 +65,7 @@ def model_losses(model: torch.nn.Module, processor: torch.nn.Module, clips: Sequ
                  seed: int) -> dict[float, list[float]]:
     """Level -> the loss of each clip (in ``clips`` order) for one model."""
     device = next(model.parameters()).device
-    strategy = _eval_strategy(strategy)
+    strategy = strategy.for_heldout()
     out: dict[float, list[float]] = {level: [] for level in levels}
     for clip in clips:
         batch = clip.batch.to(device)
@@ -128,7 +99,7 @@ def evaluate_losses(model: torch.nn.Module, processor: torch.nn.Module,
 def spec_losses(model: torch.nn.Module, processor: torch.nn.Module,
                 clips: Sequence[ValClip], spec: Spec) -> dict[float, list[float]]:
     """``model_losses`` with the spec's strategy, flow, levels and seed."""
-    return model_losses(model, processor, clips, spec.strategy, spec.flow,
+    return model_losses(model, processor, clips, strategy_for(spec.strategy), spec.flow,
                         list(spec.eval.loss_levels), spec.eval.seed)
 
 

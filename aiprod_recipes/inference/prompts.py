@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiprod_recipes.inference.sampler import free
+from aiprod_recipes.model.runtime import ModelPaths, load_model
 from aiprod_recipes.model.text import PromptFeatures, encode_captions
-from aiprod_recipes.registry import ModelPaths
 from aiprod_recipes.spec import Model, TextEncoder
-from aiprod_recipes.stages.common import load_model
 
 __all__ = ["encode_prompts"]
 

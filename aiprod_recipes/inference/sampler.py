@@ -6,7 +6,7 @@ CFG/STG (``guidance``), ``EulerDiffusionStep`` for the update, the VAE decoders 
 vocoder for pixels and sound. Tokens, positions and text context come from
 ``training.forward``, so a sample sees exactly the inputs the adapter was trained on.
 
-Conditioning follows training (DESIGN §5): a conditioning token carries timestep 0 and
+Conditioning follows training (``training.flow``): a conditioning token carries timestep 0 and
 stays clean. Image-to-video clamps the first latent frame to the encoded image;
 video-to-video (IC-LoRA) appends the reference latent's tokens after the target's.
 Each step: per-token timesteps = sigma x denoise mask; denoised = x - v t; guided; the
@@ -43,6 +43,7 @@ from aiprod_recipes.model.vae import (
     encode_video,
     video_latent_shape,
 )
+from aiprod_recipes.names import MODEL_AUDIO_RATE
 from aiprod_recipes.training.forward import audio_tokens, video_tokens
 
 __all__ = [
@@ -317,7 +318,7 @@ def write_mp4(path: Path, decoded: Decoded, fps: float) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     encode_mp4(path, list(decoded.frames), fps, decoded.audio,
-               sample_rate=decoded.sample_rate or 16000)
+               sample_rate=decoded.sample_rate or MODEL_AUDIO_RATE)
     return path
 
 

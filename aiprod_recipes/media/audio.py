@@ -19,6 +19,7 @@ import numpy as np
 
 from aiprod_recipes.media.probe import container_duration_s, open_input, time_origin
 from aiprod_recipes.media.report import DecodeReport, decode_packets
+from aiprod_recipes.names import MODEL_AUDIO_RATE
 
 LAYOUTS = {1: "mono", 2: "stereo"}
 
@@ -94,7 +95,7 @@ class _Placer:
 
 def decode_audio(
     path: str | Path,
-    sample_rate: int = 16000,
+    sample_rate: int = MODEL_AUDIO_RATE,
     channels: int = 1,
     start_s: float = 0.0,
     end_s: float | None = None,

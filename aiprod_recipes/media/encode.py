@@ -21,6 +21,7 @@ import av.container
 import numpy as np
 
 from aiprod_recipes.media.errors import MediaError
+from aiprod_recipes.names import MODEL_AUDIO_RATE
 
 AUDIO_CHUNK = 1024  # samples per AAC frame
 LAYOUTS = {1: "mono", 2: "stereo"}
@@ -117,7 +118,7 @@ def encode_mp4(
     frames: Iterable[np.ndarray],
     fps: float | Fraction,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = MODEL_AUDIO_RATE,
     crf: int = 18,
     *,
     preset: str = "medium",

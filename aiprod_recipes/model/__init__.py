@@ -4,7 +4,9 @@ Modules (import them directly; this package imports nothing heavy at import time
 ``aiprod_recipes.model.tiny_config`` and friends stay cheap to reach):
 
 - ``tiny``: ``build_tiny_model`` writes a deterministic tiny LTX-2 checkpoint + Gemma folder.
-- ``loader``: ``load_components`` (ltx-core builders, explicit device/dtype), ``fingerprint``.
+- ``runtime``: where the model lives for a spec, device and dtype, ``load_model``.
+- ``header``: the checkpoint's header, config and fingerprint (no torch, no ltx-core).
+- ``loader``: ``load_components`` (ltx-core builders, explicit device/dtype).
 - ``text``: captions -> stored Gemma features -> connector context for the transformer.
 - ``vae``: frames/waveforms <-> video/audio latents.
 - ``gemma_config``: applies a Gemma folder's config to ltx-core's module-global config.

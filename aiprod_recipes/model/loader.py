@@ -18,13 +18,9 @@ are read from the checkpoint header.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from ltx_core.loader import SingleGPUModelBuilder
@@ -70,6 +66,7 @@ from aiprod_recipes.model.gemma_config import (
     read_gemma_config,
     with_text_dims,
 )
+from aiprod_recipes.model.header import read_header
 
 COMPONENTS = frozenset(
     {
@@ -99,34 +96,6 @@ class Components:
     vocoder: Vocoder | VocoderWithBWE | None = None
     text_encoder: GemmaTextEncoder | None = None
     embeddings_processor: EmbeddingsProcessor | None = None
-
-
-def read_header(checkpoint: Path) -> tuple[bytes, dict[str, Any]]:
-    """The raw safetensors header bytes and their parsed JSON (no tensor data is read)."""
-    with open(checkpoint, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        raw = f.read(length)
-    if len(raw) != length:
-        raise ValueError(f"{checkpoint}: truncated safetensors header")
-    return raw, json.loads(raw)
-
-
-def fingerprint(checkpoint: Path) -> str:
-    """sha256 of the safetensors header and the file size: cheap even for tens of GB.
-
-    The header holds every tensor's name, dtype, shape and byte offsets plus the config, so
-    two files with the same header and size differ only if weights were edited in place.
-    """
-    raw, _ = read_header(checkpoint)
-    digest = hashlib.sha256(raw)
-    digest.update(str(Path(checkpoint).stat().st_size).encode())
-    return digest.hexdigest()
-
-
-def checkpoint_config(checkpoint: Path) -> dict[str, Any]:
-    """The ``config`` JSON stored in the checkpoint header."""
-    _, header = read_header(checkpoint)
-    return json.loads(header.get("__metadata__", {}).get("config", "{}"))
 
 
 def _projection_gemma_config(checkpoint: Path) -> Gemma3ConfigData:

@@ -33,13 +33,12 @@ from safetensors.torch import save_file
 
 from aiprod_recipes.model.gemma_config import config_data_from_dict, gemma_config_applied
 from aiprod_recipes.model.tiny_config import (
-    CHECKPOINT_NAME,
-    GEMMA_DIR_NAME,
     GEMMA_PREPROCESSOR_CONFIG,
     gemma_config,
     ltx_config,
 )
 from aiprod_recipes.model.tiny_tokenizer import write_tokenizer
+from aiprod_recipes.names import CHECKPOINT_FILE, GEMMA_DIR
 
 GEMMA_WEIGHTS_NAME = "model.safetensors"
 SAVE_DTYPE = torch.bfloat16
@@ -226,7 +225,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, layers: int = 2) -> TinyPaths
     """Write ``out_dir/ltx2.safetensors`` and ``out_dir/gemma/``; same seed, same bytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = TinyPaths(checkpoint=out_dir / CHECKPOINT_NAME, gemma_dir=out_dir / GEMMA_DIR_NAME)
+    paths = TinyPaths(checkpoint=out_dir / CHECKPOINT_FILE, gemma_dir=out_dir / GEMMA_DIR)
     gemma = build_gemma_dir(paths.gemma_dir, seed)
     build_ltx_checkpoint(paths.checkpoint, gemma, seed, layers)
     return paths

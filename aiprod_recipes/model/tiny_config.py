@@ -24,15 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
-CHECKPOINT_NAME = "ltx2.safetensors"
-GEMMA_DIR_NAME = "gemma"
-"""File names inside a tiny build's folder (the registry points the stages at them)."""
+from aiprod_recipes.names import MODEL_AUDIO_RATE
 
 VIDEO_LATENT_CHANNELS = 128
 AUDIO_LATENT_CHANNELS = 8
 AUDIO_LATENT_MEL_BINS = 16
 AUDIO_MEL_BINS = 64
-AUDIO_SAMPLE_RATE = 16_000
 AUDIO_HOP_LENGTH = 160
 AUDIO_N_FFT = 1024
 VOCODER_SAMPLE_RATE = 24_000
@@ -131,7 +128,7 @@ def audio_vae_config() -> dict[str, Any]:
     return {
         "model": {
             "params": {
-                "sampling_rate": AUDIO_SAMPLE_RATE,
+                "sampling_rate": MODEL_AUDIO_RATE,
                 "ddconfig": {
                     "ch": z_channels * AUDIO_MEL_BINS // 4,
                     "ch_mult": [1, 1, 1],

@@ -25,6 +25,8 @@ from ltx_core.model.video_vae import TilingConfig, VideoDecoder, VideoEncoder
 from ltx_core.model.video_vae import decode_video as ltx_decode_video
 from ltx_core.types import Audio, AudioLatentShape
 
+from aiprod_recipes.names import MODEL_AUDIO_RATE
+
 VIDEO_TIME_FACTOR = 8
 VIDEO_SPACE_FACTOR = 32
 AUDIO_MEL_FRAMES_PER_LATENT = 4
@@ -126,7 +128,7 @@ def encode_audio(
     audio_encoder: AudioEncoder,
     waveform: torch.Tensor | np.ndarray,
     num_latent_frames: int,
-    sample_rate: int = 16_000,
+    sample_rate: int = MODEL_AUDIO_RATE,
 ) -> torch.Tensor:
     """float waveform [C, T] -> normalised latent [8, num_latent_frames, 16] (float32, CPU).
 

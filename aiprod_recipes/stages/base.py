@@ -6,10 +6,10 @@ with no download, through exactly the loader a real checkpoint uses. Same seed, 
 
 from __future__ import annotations
 
-from aiprod_recipes.model.loader import fingerprint
+from aiprod_recipes.model.header import checkpoint_fingerprint
 from aiprod_recipes.model.tiny import build_tiny_model
-from aiprod_recipes.runtime import Report, StagePaths
 from aiprod_recipes.spec import Spec, TinyModel
+from aiprod_recipes.stages.context import Report, StagePaths
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
@@ -18,4 +18,5 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         raise TypeError("the base stage only builds tiny models")
     built = build_tiny_model(paths.out, seed=source.seed, layers=source.layers)
     size_mb = built.checkpoint.stat().st_size / 2**20
-    return {"fingerprint": fingerprint(built.checkpoint)[:16], "checkpoint_mb": round(size_mb, 1)}
+    return {"fingerprint": checkpoint_fingerprint(built.checkpoint)[:16],
+            "checkpoint_mb": round(size_mb, 1)}

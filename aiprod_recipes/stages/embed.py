@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiprod_recipes.model.runtime import load_model, model_fingerprint
 from aiprod_recipes.model.text import encode_captions
-from aiprod_recipes.runtime import Report, StagePaths
+from aiprod_recipes.names import CAPTION
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.caption import read_captions
-from aiprod_recipes.stages.common import load_model, model_fingerprint
+from aiprod_recipes.stages.context import Report, StagePaths
 from aiprod_recipes.store.shards import ShardWriter, item_key, open_previous
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
-    captions = read_captions(paths.upstream("caption"))
+    captions = read_captions(paths.upstream(CAPTION))
     params = section_values(spec, ("text_encoder",))
     model_fp = model_fingerprint(paths.model)
     keyed = sorted((item_key(stage="embed", item=item, caption=text, params=params,

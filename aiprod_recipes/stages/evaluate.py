@@ -18,8 +18,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from aiprod_recipes.inference.adapters import attach, check_base
 from aiprod_recipes.inference.guidance import Guidance
 from aiprod_recipes.inference.metrics import (
@@ -37,20 +35,37 @@ from aiprod_recipes.inference.report import (
 )
 from aiprod_recipes.inference.sampler import Request, free, generate
 from aiprod_recipes.model.loader import Components
+from aiprod_recipes.model.runtime import load_model, model_fingerprint
 from aiprod_recipes.model.text import PromptFeatures
-from aiprod_recipes.registry import STAGES_DIR
-from aiprod_recipes.runtime import Report, StageFailed, StagePaths
-from aiprod_recipes.spec import ImageToVideo, Spec, VideoToVideo
+from aiprod_recipes.names import (
+    ADAPTER_FILE,
+    CAPTION,
+    EMBED,
+    FULL_WEIGHTS_FILE,
+    LATENTS,
+    METRICS_FILE,
+    REFERENCE,
+    REPORT_FILE,
+    SAMPLES_DIR,
+    SPLIT,
+    TRAIN,
+)
+from aiprod_recipes.spec import Spec
 from aiprod_recipes.stages.caption import read_captions
-from aiprod_recipes.stages.common import load_model, model_fingerprint
+from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.stages.split import read_split
-from aiprod_recipes.stages.train import ADAPTER, FULL_WEIGHTS
 from aiprod_recipes.store.shards import ShardReader
-from aiprod_recipes.training.lora import FULL_PREFIX, read_adapter
+from aiprod_recipes.training.data import ClipStore
+from aiprod_recipes.training.lora import load_full_weights, read_adapter
+from aiprod_recipes.training.strategies import (
+    SampleCondition,
+    Strategy,
+    strategy_for,
+    text_condition,
+)
 
-METRICS = "metrics.json"
-REPORT = "report.md"
-SAMPLES = "samples"
+TEXT_ONLY = "text_to_video"
+"""The mode of a sample made from its prompt alone."""
 
 
 @dataclass(frozen=True)
@@ -66,55 +81,52 @@ def plan(spec: Spec, val_items: list[str], captions: dict[str, str],
          conditionable: list[str]) -> list[Job]:
     """Up to ``eval.max_samples`` jobs: the spec's prompts, else the val clips' captions.
 
-    Image-to-video and IC-LoRA jobs take val clips in turn from ``conditionable`` (the val
-    clips with what the mode needs); with none, a job falls back to text-to-video.
+    Strategies that condition samples on a val clip (``condition_stage``) take the clips
+    of ``conditionable`` in turn; with none, a job falls back to text-to-video.
     """
     if spec.eval.prompts:
         pairs = [(p, None) for p in spec.eval.prompts]
     else:
         pairs = [(captions[i], i) for i in sorted(val_items) if i in captions]
     pairs = pairs[: spec.eval.max_samples]
-    wanted = {ImageToVideo: "image_to_video", VideoToVideo: "video_to_video"}.get(
-        type(spec.strategy))
+    strategy = strategy_for(spec.strategy)
     jobs = []
     for k, (prompt, own) in enumerate(pairs):
-        if wanted is None or not conditionable:
-            jobs.append(Job(prompt, None, "text_to_video"))
+        if strategy.condition_stage is None or not conditionable:
+            jobs.append(Job(prompt, None, TEXT_ONLY))
             continue
         clip = own if own in conditionable else conditionable[k % len(conditionable)]
-        jobs.append(Job(prompt, clip, wanted))
+        jobs.append(Job(prompt, clip, strategy.tag))
     return jobs
 
 
-def _request(spec: Spec, paths: StagePaths, job: Job, k: int, prompt: PromptFeatures,
-             negative: PromptFeatures) -> Request:
+def _condition(spec: Spec, strategy: Strategy, paths: StagePaths, job: Job) -> SampleCondition:
+    """The sample's size and conditioning latents: a val clip's stored condition (its
+    first latent frame, its reference), else the eval bucket from the prompt alone."""
     b = spec.eval.bucket
-    common = dict(prompt=prompt, negative=negative, fps=spec.ingest.fps, steps=spec.eval.steps,
-                  seed=spec.eval.seed + k, guidance=Guidance.from_eval(spec.eval),
-                  with_audio=spec.strategy.with_audio)
-    if job.mode == "image_to_video" and job.clip is not None:
-        # The condition is the val clip's first latent frame, exactly what training
-        # conditions on; the sample takes that clip's bucket size.
-        latent = ShardReader(paths.upstream("latents")).item_tensors(job.clip)["video"].float()
-        _, _, h, w = latent.shape
-        return Request(width=w * 32, height=h * 32, frames=b.frames,
-                       image_latent=latent[:, :1], **common)
-    if job.mode == "video_to_video" and job.clip is not None:
-        ref = ShardReader(paths.upstream("reference")).item_tensors(job.clip)["video"].float()
-        d = spec.reference.downscale
-        _, f, h, w = ref.shape
-        return Request(width=w * 32 * d, height=h * 32 * d, frames=8 * (f - 1) + 1,
-                       reference=ref, reference_downscale=d, **common)
-    return Request(width=b.width, height=b.height, frames=b.frames, **common)
+    if job.clip is None or strategy.condition_stage is None:
+        return text_condition(b.width, b.height, b.frames)
+    stored = ShardReader(paths.upstream(strategy.condition_stage)).item_tensors(job.clip)
+    return strategy.sample_condition(stored, b.frames, spec.reference.downscale)
+
+
+def _request(spec: Spec, paths: StagePaths, job: Job, k: int, prompt: PromptFeatures,
+             negative: PromptFeatures, fps: float) -> Request:
+    cond = _condition(spec, strategy_for(spec.strategy), paths, job)
+    return Request(prompt=prompt, negative=negative, width=cond.width, height=cond.height,
+                   frames=cond.frames, fps=fps, steps=spec.eval.steps,
+                   seed=spec.eval.seed + k, guidance=Guidance.from_eval(spec.eval),
+                   image_latent=cond.image_latent, reference=cond.reference,
+                   reference_downscale=cond.reference_downscale,
+                   with_audio=spec.strategy.with_audio)
 
 
 def _conditionable(spec: Spec, paths: StagePaths, val_items: list[str]) -> list[str]:
-    if isinstance(spec.strategy, ImageToVideo):
-        have = ShardReader(paths.upstream("latents")).by_item
-    elif isinstance(spec.strategy, VideoToVideo):
-        have = ShardReader(paths.upstream("reference")).by_item
-    else:
+    """The val clips whose stored latents hold the strategy's sample condition."""
+    stage = strategy_for(spec.strategy).condition_stage
+    if stage is None:
         return []
+    have = ShardReader(paths.upstream(stage)).by_item
     return [i for i in sorted(val_items) if i in have]
 
 
@@ -130,11 +142,11 @@ def _samples(spec: Spec, paths: StagePaths, jobs: list[Job], features: list[Prom
     negative = features[-1]
     entries = []
     for k, (job, prompt) in enumerate(zip(jobs, features[:-1], strict=True)):
-        request = _request(spec, paths, job, k, prompt, negative)
+        request = _request(spec, paths, job, k, prompt, negative, spec.ingest.fps)
         name = f"sample_{k:02d}"
-        decoded = generate(components, request, paths.out / SAMPLES / f"{name}.mp4")
-        write_thumbnail(paths.out / SAMPLES / f"{name}.png", decoded.frames)
-        entries.append(SampleEntry(f"{SAMPLES}/{name}.mp4", f"{SAMPLES}/{name}.png",
+        decoded = generate(components, request, paths.out / SAMPLES_DIR / f"{name}.mp4")
+        write_thumbnail(paths.out / SAMPLES_DIR / f"{name}.png", decoded.frames)
+        entries.append(SampleEntry(f"{SAMPLES_DIR}/{name}.mp4", f"{SAMPLES_DIR}/{name}.png",
                                    job.prompt, job.mode, request.seed))
         print(f"evaluate: wrote {name}.mp4 ({job.mode})", file=sys.stderr)
     return entries
@@ -142,8 +154,8 @@ def _samples(spec: Spec, paths: StagePaths, jobs: list[Job], features: list[Prom
 
 def _trained(spec: Spec, paths: StagePaths) -> Path:
     """The train stage's result: the adapter, or the fully fine-tuned transformer."""
-    name = FULL_WEIGHTS if spec.train.mode == "full" else ADAPTER
-    path = paths.upstream("train") / name
+    name = FULL_WEIGHTS_FILE if spec.train.mode == "full" else ADAPTER_FILE
+    path = paths.upstream(TRAIN) / name
     if not path.exists():
         raise StageFailed(f"evaluate: no {name} in {path.parent} (run the train stage first)")
     if spec.train.mode == "lora":
@@ -170,48 +182,39 @@ def _metrics(spec: Spec, components: Components, trained: Path,
 
 def run(spec: Spec, paths: StagePaths) -> Report:
     adapter = _trained(spec, paths)
-    val_items = read_split(paths.upstream("split"), "val")
-    captions = read_captions(paths.upstream("caption"))
+    val_items = read_split(paths.upstream(SPLIT), "val")
+    captions = read_captions(paths.upstream(CAPTION))
     jobs = plan(spec, val_items, captions, _conditionable(spec, paths, val_items))
     features = encode_prompts(spec.model, paths.model, spec.text_encoder,
                               [j.prompt for j in jobs] + [spec.eval.negative_prompt]
                               ) if jobs else []
 
     components = _components(spec, paths, jobs)
-    clips = load_val_clips(spec, val_items, paths.upstream("latents"), paths.upstream("embed"),
-                           paths.upstream("reference"))
+    store = ClipStore.open({n: paths.upstream(n) for n in (LATENTS, EMBED, REFERENCE)},
+                           strategy_for(spec.strategy), spec.reference.downscale)
+    clips = load_val_clips(store, val_items)
     metrics = _metrics(spec, components, adapter, clips)
     samples = _samples(spec, paths, jobs, features, components) if jobs else []
     free(*vars(components).values())
     metrics["num_samples"] = len(samples)
-    write_metrics(paths.out / METRICS, metrics)
-    write_report(paths.out / REPORT, spec, metrics, samples)
-    _summary(adapter, len(samples), metrics)
+    write_metrics(paths.out / METRICS_FILE, metrics)
+    write_report(paths.out / REPORT_FILE, spec, metrics, samples)
+    _summary(adapter, paths.final, len(samples), metrics)
     return {"samples": len(samples), "loss_base": _rounded(metrics["loss_base"]),
             "loss_adapter": _rounded(metrics["loss_adapter"])}
-
-
-def load_full_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load fully fine-tuned transformer weights (checkpoint key layout) into ``model``."""
-    from safetensors.torch import load_file
-
-    state = {k.removeprefix(FULL_PREFIX): v for k, v in load_file(str(path)).items()}
-    param = next(model.parameters())
-    model.load_state_dict({k: v.to(param.dtype) for k, v in state.items()}, strict=True)
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _summary(adapter: Path, samples: int, metrics: dict) -> None:
+def _summary(adapter: Path, final: Path, samples: int, metrics: dict) -> None:
     """Where the results are, and the number that says whether training helped."""
-    final = STAGES_DIR / "evaluate"
     base, tuned = metrics["loss_base"], metrics["loss_adapter"]
     loss = ("no val clips" if base is None
             else f"base {base:.4f} -> trained {tuned:.4f} ({base - tuned:+.4f})")
     print("\nResults\n"
           f"  trained:       {adapter}\n"
-          f"  samples:       {final / SAMPLES}/ ({samples} mp4 with sound)\n"
-          f"  report:        {final / REPORT}\n"
+          f"  samples:       {final / SAMPLES_DIR}/ ({samples} mp4 with sound)\n"
+          f"  report:        {final / REPORT_FILE}\n"
           f"  held-out loss: {loss}\n", file=sys.stderr)

@@ -32,14 +32,13 @@ from aiprod_recipes.media.probe import check_frame_size, probe
 from aiprod_recipes.media.report import DecodeReport
 from aiprod_recipes.media.scenes import detect_scenes, split_long
 from aiprod_recipes.media.video import iter_frames
+from aiprod_recipes.names import CLIP_TENSOR, QUARANTINE_FILE
 from aiprod_recipes.provenance import sha256_file
-from aiprod_recipes.registry import STAGES_DIR
-from aiprod_recipes.runtime import Report, StageFailed, StagePaths
 from aiprod_recipes.spec import Ingest, Spec
 from aiprod_recipes.specio import section_values
+from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
 
-QUARANTINE = "quarantine.json"
 CLIP_AUDIO_RATE = 48_000
 CLIP_AUDIO_CHANNELS = 2
 
@@ -53,7 +52,7 @@ class Quarantine:
 
     def write(self, folder: Path) -> None:
         doc = {"rejected": self.rejected, "damaged": self.damaged}
-        (folder / QUARANTINE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        (folder / QUARANTINE_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def find_sources(raw_dir: Path, extensions: list[str]) -> list[str]:
@@ -189,11 +188,11 @@ def run(spec: Spec, paths: StagePaths) -> Report:
             processed += 1
             for index, (row, data) in enumerate(scenes):
                 tensor = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
-                writer.add(f"{source_key}-{index:03d}", row["item"], {"mp4": tensor},
+                writer.add(f"{source_key}-{index:03d}", row["item"], {CLIP_TENSOR: tensor},
                            {**row, "source_key": source_key})
     quarantine.write(paths.out)
     clips = len(writer.rows)
-    _summarise(quarantine, len(sources))
+    _summarise(quarantine, len(sources), paths.final / QUARANTINE_FILE)
     if clips == 0:
         raise StageFailed(f"ingest: no usable clip in {paths.raw_dir} "
                           f"({len(quarantine.rejected)} rejected; see the quarantine report)")
@@ -201,16 +200,12 @@ def run(spec: Spec, paths: StagePaths) -> Report:
             "rejected": len(quarantine.rejected), "clips": clips}
 
 
-def _summarise(quarantine: Quarantine, total: int) -> None:
+def _summarise(quarantine: Quarantine, total: int, report: Path) -> None:
     """One line on stderr about what was rejected or damaged, and where the details are."""
     if quarantine.rejected or quarantine.damaged:
         names = ", ".join(f"{r['source']} ({r['reason']})" for r in quarantine.rejected[:5])
         more = "" if len(quarantine.rejected) <= 5 else f" and {len(quarantine.rejected) - 5} more"
         print(f"ingest: {len(quarantine.rejected)} of {total} input(s) quarantined"
               f"{': ' + names + more if names else ''}; {len(quarantine.damaged)} scene(s) kept "
-              f"with damage; details in {STAGES_DIR / 'ingest' / QUARANTINE}", file=sys.stderr)
+              f"with damage; details in {report}", file=sys.stderr)
 
-
-def clip_bytes(reader: ShardReader, item: str) -> bytes:
-    """The mp4 bytes of one scene clip (for captioners and encoders)."""
-    return reader.item_tensors(item)["mp4"].numpy().tobytes()

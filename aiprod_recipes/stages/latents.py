@@ -14,14 +14,14 @@ import numpy as np
 from ltx_core.model.video_vae import TilingConfig
 
 from aiprod_recipes.media.buckets import Bucket, choose_bucket, fit_frames
+from aiprod_recipes.media.clips import decode_clip
+from aiprod_recipes.model.runtime import load_model, model_fingerprint
 from aiprod_recipes.model.vae import audio_latent_frames, encode_audio, encode_video
-from aiprod_recipes.runtime import Report, StagePaths
+from aiprod_recipes.names import CLIP_TENSOR, INGEST, MODEL_AUDIO_RATE
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
-from aiprod_recipes.stages.common import decode_clip, load_model, model_fingerprint
+from aiprod_recipes.stages.context import Report, StagePaths
 from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
-
-AUDIO_RATE = 16_000
 
 
 def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
@@ -54,7 +54,8 @@ def clip_pixels(spec: Spec, row: dict[str, Any], data: bytes, key: str,
     if bucket is None:
         return None
     duration = bucket.frames / row["fps"]
-    frames, audio = decode_clip(data, row["fps"], AUDIO_RATE if with_audio else None, duration)
+    rate = MODEL_AUDIO_RATE if with_audio else None
+    frames, audio = decode_clip(data, row["fps"], rate, duration)
     if len(frames) < bucket.frames:
         return None
     return bucket, fit_frames(frames, bucket, crop_rng(spec, key)), audio
@@ -65,13 +66,13 @@ def _audio_latent(spec: Spec, components: Any, audio: np.ndarray | None,
     if audio is None:
         if spec.audio.on_missing == "skip":
             return None
-        audio = np.zeros((2, round(duration_s * AUDIO_RATE)), np.float32)
+        audio = np.zeros((2, round(duration_s * MODEL_AUDIO_RATE)), np.float32)
     return encode_audio(components.audio_encoder, audio, audio_latent_frames(duration_s),
-                        AUDIO_RATE)
+                        MODEL_AUDIO_RATE)
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
-    clips = ShardReader(paths.upstream("ingest"))
+    clips = ShardReader(paths.upstream(INGEST))
     model_fp = model_fingerprint(paths.model)
     keyed = sorted((latents_key(spec, r, model_fp), r["item"]) for r in clips.rows)
     want = {"video_encoder"} | ({"audio_encoder"} if spec.audio.enabled else set())
@@ -80,8 +81,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
         for key, item in writer.to_compute(keyed, "latents"):
             row = clips.by_item[item]
-            fitted = clip_pixels(spec, row, clips.item_tensors(item)["mp4"].numpy().tobytes(),
-                                 key, spec.audio.enabled)
+            fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR), key,
+                                 spec.audio.enabled)
             if fitted is None:
                 skipped.append(f"{item} (shorter than every bucket)")
                 continue

@@ -9,28 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
-import numpy as np
-
+from aiprod_recipes.media.canny import canny_video
+from aiprod_recipes.model.runtime import load_model, model_fingerprint
 from aiprod_recipes.model.vae import encode_video
-from aiprod_recipes.runtime import Report, StagePaths
-from aiprod_recipes.spec import Reference, Spec
+from aiprod_recipes.names import CLIP_TENSOR, INGEST
+from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
-from aiprod_recipes.stages.common import load_model, model_fingerprint
+from aiprod_recipes.stages.context import Report, StagePaths
 from aiprod_recipes.stages.latents import clip_pixels, latents_key, tiling_of
 from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
-
-
-def canny_video(frames: np.ndarray, cfg: Reference) -> np.ndarray:
-    """White edges on black, three channels, at 1/downscale of the size."""
-    h, w = frames.shape[1] // cfg.downscale, frames.shape[2] // cfg.downscale
-    out = np.empty((len(frames), h, w, 3), np.uint8)
-    for i, frame in enumerate(frames):
-        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if cfg.downscale > 1 \
-            else frame
-        edges = cv2.Canny(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), cfg.canny_low, cfg.canny_high)
-        out[i] = edges[..., None]
-    return out
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
@@ -38,7 +25,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     if not spec.reference.enabled:
         writer.close()
         return {"enabled": False, "clips": 0}
-    clips = ShardReader(paths.upstream("ingest"))
+    clips = ShardReader(paths.upstream(INGEST))
     params = section_values(spec, ("reference", "video"))
     model_fp = model_fingerprint(paths.model)
     keyed = sorted((item_key(stage="reference", item=r["item"], content=r["content_hash"],
@@ -47,7 +34,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     with writer:
         for key, item in writer.to_compute(keyed, "reference"):
             row = clips.by_item[item]
-            fitted = clip_pixels(spec, row, clips.item_tensors(item)["mp4"].numpy().tobytes(),
+            fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR),
                                  latents_key(spec, row, model_fp), with_audio=False)
             if fitted is None:
                 continue

@@ -10,17 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from aiprod_recipes.runtime import Report, StagePaths
+from aiprod_recipes.names import INGEST, TRAIN_SPLIT_FILE, VAL_SPLIT_FILE
 from aiprod_recipes.spec import Spec
+from aiprod_recipes.stages.context import Report, StagePaths
 from aiprod_recipes.store.shards import canonical_json, iter_rows
 
-TRAIN = "train.jsonl"
-VAL = "val.jsonl"
 
-
-def draw(content_hash: str, seed: int) -> float:
+def split_draw(content_hash: str, seed: int) -> float:
     """A uniform number in [0, 1) fixed by the clip's content and the seed."""
     digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -33,7 +31,7 @@ def assign(clips: list[dict[str, Any]], val_fraction: float, seed: int) -> set[s
     non-zero fraction, at least one clip is val: when no draw falls below the fraction, the
     clip with the lowest draw is taken (only then can a new clip take that slot over).
     """
-    draws = {c["item"]: draw(c["content_hash"], seed) for c in clips}
+    draws = {c["item"]: split_draw(c["content_hash"], seed) for c in clips}
     val = {item for item, u in draws.items() if u < val_fraction}
     if not val and len(draws) >= 2 and val_fraction > 0:
         val = {min(draws, key=lambda item: (draws[item], item))}
@@ -47,15 +45,15 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
 def run(spec: Spec, paths: StagePaths) -> Report:
     clips = [
         {"item": r["item"], "content_hash": r["content_hash"]}
-        for r in iter_rows(paths.upstream("ingest"))
+        for r in iter_rows(paths.upstream(INGEST))
     ]
     val = assign(clips, spec.split.val_fraction, spec.split.seed)
-    _write(paths.out / TRAIN, [c for c in clips if c["item"] not in val])
-    _write(paths.out / VAL, [c for c in clips if c["item"] in val])
+    _write(paths.out / TRAIN_SPLIT_FILE, [c for c in clips if c["item"] not in val])
+    _write(paths.out / VAL_SPLIT_FILE, [c for c in clips if c["item"] in val])
     return {"train": len(clips) - len(val), "val": len(val)}
 
 
-def read_split(folder: Path, which: str) -> list[str]:
+def read_split(folder: Path, which: Literal["train", "val"]) -> list[str]:
     """Clip ids of the train or val side."""
-    path = folder / (TRAIN if which == "train" else VAL)
+    path = folder / (TRAIN_SPLIT_FILE if which == "train" else VAL_SPLIT_FILE)
     return [json.loads(line)["item"] for line in path.read_text().splitlines() if line]

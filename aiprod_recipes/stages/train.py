@@ -2,9 +2,12 @@
 DVCLive metrics and plots.
 
 Resumable checkpoints live beside the outputs in a hidden folder that DVC does not track
-(``data/stages/.train-checkpoints``), tied to a fingerprint of everything that shapes
+(``data/stages/.train-checkpoints``), tied to a resume key of everything that shapes
 training: a killed stage resumes on the next ``dvc repro``; a run with other params starts
 fresh. Metrics are kept with the checkpoint, so a resumed run logs each step exactly once.
+
+With ``train.accelerate_config`` the runtime starts this stage in every process of that
+config; each trains on its own share of the batches and only the main one writes.
 """
 
 from __future__ import annotations
@@ -18,42 +21,46 @@ from typing import Any
 
 from tqdm import tqdm
 
-from aiprod_recipes.registry import STAGES_DIR, get_stage
-from aiprod_recipes.runtime import Report, StageFailed, StagePaths
-from aiprod_recipes.spec import Spec, VideoToVideo
+from aiprod_recipes.model.header import checkpoint_config
+from aiprod_recipes.model.runtime import load_model, model_fingerprint, resolve_device
+from aiprod_recipes.names import (
+    ADAPTER_FILE,
+    EMBED,
+    FULL_WEIGHTS_FILE,
+    LATENTS,
+    LIVE_DIR,
+    MANIFEST_FILE,
+    REFERENCE,
+    SPLIT,
+    TRAIN_CHECKPOINTS_DIR,
+    TRAIN_SPLIT_FILE,
+)
+from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
-from aiprod_recipes.stages.common import load_model, model_fingerprint, resolve_device
+from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.stages.split import read_split
 from aiprod_recipes.store.shards import canonical_json
 from aiprod_recipes.training import distributed
 from aiprod_recipes.training.data import NoTrainingData, TrainData
+from aiprod_recipes.training.strategies import strategy_for
 
-ADAPTER = "adapter.safetensors"
-FULL_WEIGHTS = "transformer.safetensors"
-LIVE = "live"
-HISTORY = "history.jsonl"
-
-
-def checkpoint_root() -> Path:
-    """Where resumable state survives a killed run (not a DVC output, git-ignored)."""
-    return STAGES_DIR / ".train-checkpoints"
+HISTORY_FILE = "history.jsonl"
+"""Logged metrics kept with the checkpoints (replayed into DVCLive at the end)."""
 
 
-def _manifest_digest(folder: Path) -> str:
-    return hashlib.sha256((folder / "manifest.jsonl").read_bytes()).hexdigest()
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_fingerprint(spec: Spec, paths: StagePaths) -> str:
+def training_resume_key(spec: Spec, paths: StagePaths) -> str:
     """Everything that shapes training: its sections, the base model, the data it reads."""
-    from aiprod_recipes.training.checkpoint import fingerprint
+    from aiprod_recipes.training.checkpoint import resume_key
 
-    data = {name: _manifest_digest(paths.upstream(name))
-            for name in ("latents", "embed", "reference")}
-    data["split"] = hashlib.sha256(
-        (paths.upstream("split") / "train.jsonl").read_bytes()).hexdigest()
-    sections = get_stage("train", spec).sections
-    return fingerprint({"spec": section_values(spec, sections), "data": data,
-                        "model": model_fingerprint(paths.model)})
+    data = {name: _sha256(paths.upstream(name) / MANIFEST_FILE)
+            for name in (LATENTS, EMBED, REFERENCE)}
+    data[SPLIT] = _sha256(paths.upstream(SPLIT) / TRAIN_SPLIT_FILE)
+    return resume_key({"spec": section_values(spec, paths.sections), "data": data,
+                       "model": model_fingerprint(paths.model)})
 
 
 class History:
@@ -90,11 +97,10 @@ def write_live(rows: list[dict[str, Any]], folder: Path) -> None:
 
 
 def _train_data(spec: Spec, paths: StagePaths) -> TrainData:
-    items = read_split(paths.upstream("split"), "train")
-    folders = {n: paths.upstream(n) for n in ("latents", "embed", "reference")}
+    items = read_split(paths.upstream(SPLIT), "train")
+    folders = {n: paths.upstream(n) for n in (LATENTS, EMBED, REFERENCE)}
     return TrainData.open(items, folders, spec.train.batch_size, spec.train.seed,
-                          spec.strategy.with_audio, isinstance(spec.strategy, VideoToVideo),
-                          spec.reference.downscale)
+                          strategy_for(spec.strategy), spec.reference.downscale)
 
 
 def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
@@ -102,36 +108,23 @@ def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
 
     model = state.accelerator.unwrap_model(state.model)
     if spec.train.mode == "full":
-        from aiprod_recipes.model.loader import checkpoint_config
-
         header = {"format": "aiprod-recipes/full-v1",
                   "config": json.dumps(checkpoint_config(paths.model.checkpoint))}
-        save_full_weights(model, paths.out / FULL_WEIGHTS, header)
-        return FULL_WEIGHTS
+        save_full_weights(model, paths.out / FULL_WEIGHTS_FILE, header)
+        return FULL_WEIGHTS_FILE
     meta = AdapterMeta(
         rank=spec.lora.rank, alpha=spec.lora.alpha,
         target_modules=tuple(spec.lora.target_modules),
         strategy=str(spec.strategy.__struct_config__.tag),
         base_fingerprint=model_fingerprint(paths.model),
         spec_hash=hashlib.sha256(canonical_json(
-            section_values(spec, get_stage("train", spec).sections)).encode()).hexdigest()[:16],
+            section_values(spec, paths.sections)).encode()).hexdigest()[:16],
     )
-    save_adapter(model, paths.out / ADAPTER, meta)
-    return ADAPTER
+    save_adapter(model, paths.out / ADAPTER_FILE, meta)
+    return ADAPTER_FILE
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
-    """One process, or ``train.accelerate_config``'s processes through ``accelerate launch``."""
-    if spec.train.accelerate_config and not distributed.is_worker():
-        try:
-            return distributed.launch(spec.train.accelerate_config, paths.out,
-                                      str(paths.spec_file))
-        except distributed.LaunchFailed as e:
-            raise StageFailed(str(e)) from e
-    return train(spec, paths)
-
-
-def train(spec: Spec, paths: StagePaths) -> Report:
     """Train in this process (one of several under accelerate: only the main one writes)."""
     from aiprod_recipes.training import loop
 
@@ -139,11 +132,11 @@ def train(spec: Spec, paths: StagePaths) -> Report:
         data = _train_data(spec, paths)
     except NoTrainingData as e:
         raise StageFailed(f"train: {e}") from e
-    fp = run_fingerprint(spec, paths)
-    root = checkpoint_root() / fp[:16]
+    key = training_resume_key(spec, paths)
+    root = TRAIN_CHECKPOINTS_DIR / key[:16]
     components = load_model(spec.model, paths.model, {"transformer", "embeddings_processor"})
     state = loop.setup(components.transformer, components.embeddings_processor,
-                       loop.Sections.from_spec(spec), fp, resolve_device(spec.model.device))
+                       loop.Sections.from_spec(spec), key, resolve_device(spec.model.device))
     main = state.accelerator.is_main_process
     if main:
         _remove_stale_checkpoints(root)
@@ -153,7 +146,7 @@ def train(spec: Spec, paths: StagePaths) -> Report:
     distributed.decorrelate(state.generators, rank, state.step)
     if resumed and main:
         print(f"train: resuming at step {state.step} from {root}", file=sys.stderr)
-    history = History(root / HISTORY, state.step) if main else None
+    history = History(root / HISTORY_FILE, state.step) if main else None
     bar = tqdm(total=spec.train.steps, initial=state.step, desc="train", unit="step",
                disable=not main)
 
@@ -174,7 +167,7 @@ def train(spec: Spec, paths: StagePaths) -> Report:
         state.accelerator.wait_for_everyone()
         return {}
     name = _save_result(spec, paths, state)
-    write_live(history.rows, paths.out / LIVE)
+    write_live(history.rows, paths.out / LIVE_DIR)
     shutil.rmtree(root, ignore_errors=True)
     state.accelerator.wait_for_everyone()
     last = history.rows[-1] if history.rows else {}
@@ -185,7 +178,7 @@ def train(spec: Spec, paths: StagePaths) -> Report:
 
 def _remove_stale_checkpoints(keep: Path) -> None:
     """Checkpoints of runs with other params can never be resumed: free their space."""
-    if checkpoint_root().exists():
-        for stale in checkpoint_root().iterdir():
+    if TRAIN_CHECKPOINTS_DIR.exists():
+        for stale in TRAIN_CHECKPOINTS_DIR.iterdir():
             if stale != keep:
                 shutil.rmtree(stale, ignore_errors=True)

@@ -22,8 +22,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from aiprod_recipes.names import MANIFEST_FILE
+
 FORMAT_VERSION = 1
-MANIFEST = "manifest.jsonl"
 PREFIX_LEN = 2
 """Shard by the first two hex digits of the key: at most 256 shards."""
 
@@ -50,7 +51,7 @@ class ShardReader:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.rows: list[dict[str, Any]] = []
-        path = folder / MANIFEST
+        path = folder / MANIFEST_FILE
         if path.exists():
             with open(path, encoding="utf-8") as f:
                 self.rows = [json.loads(line) for line in f if line.strip()]
@@ -72,10 +73,16 @@ class ShardReader:
     def item_tensors(self, item: str) -> dict[str, torch.Tensor]:
         return self.tensors(self.by_item[item]["key"])
 
+    def item_bytes(self, item: str, name: str) -> bytes:
+        """One stored uint8 tensor of an item as bytes (a scene clip's mp4, for instance)."""
+        row = self.by_item[item]
+        with safe_open(self.folder / row["shard"], framework="pt") as f:
+            return f.get_tensor(f"{row['key']}.{name}").numpy().tobytes()
+
 
 def open_previous(folder: Path | None) -> ShardReader | None:
     """The previous output as a reuse source, when there is one with a manifest."""
-    if folder is None or not (folder / MANIFEST).exists():
+    if folder is None or not (folder / MANIFEST_FILE).exists():
         return None
     return ShardReader(folder)
 
@@ -160,7 +167,7 @@ class ShardWriter:
         self._flush()
         self.folder.mkdir(parents=True, exist_ok=True)
         lines = [canonical_json(row) for row in sorted(self.rows, key=lambda r: r["item"])]
-        (self.folder / MANIFEST).write_text("".join(line + "\n" for line in lines),
+        (self.folder / MANIFEST_FILE).write_text("".join(line + "\n" for line in lines),
                                             encoding="utf-8")
 
 

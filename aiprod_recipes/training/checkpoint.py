@@ -5,8 +5,8 @@ trainable weights, the optimizer's state (any optimizer: its state_dict is split
 tensors and a JSON skeleton that points at them), the scheduler's counters, every random
 state (torch, python, numpy and the sampler generators) and the step.
 
-It is tied to a fingerprint of what shapes training (spec sections, base model, data). A
-run whose fingerprint differs starts fresh instead of silently continuing another run.
+It is tied to a resume key: a digest of what shapes training (spec sections, base model,
+data). A run whose key differs starts fresh instead of silently continuing another run.
 
 Writes are atomic at the folder level: the new state is written to a temporary folder,
 then swapped in with renames; a crash at any point leaves the previous checkpoint (or the
@@ -31,13 +31,13 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "Snapshot",
     "capture",
-    "fingerprint",
     "load_if_compatible",
     "restore",
+    "resume_key",
     "save_checkpoint",
 ]
 
-FORMAT = "aiprod-recipes/train-state-v1"
+FORMAT = "aiprod-recipes/train-state-v2"
 _CURRENT = "current"
 _OLD = "previous"
 _WEIGHTS = "trainable.safetensors"
@@ -50,7 +50,7 @@ class Snapshot:
     """A training state in memory (what ``capture`` takes and ``restore`` puts back)."""
 
     step: int
-    fingerprint: str
+    resume_key: str
     weights: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
@@ -59,8 +59,9 @@ class Snapshot:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def fingerprint(parts: dict[str, Any]) -> str:
-    """sha256 of canonical JSON of ``parts`` (spec sections as builtins, model and data hashes)."""
+def resume_key(parts: dict[str, Any]) -> str:
+    """sha256 of canonical JSON of ``parts`` (spec sections as builtins, model and data
+    hashes): a checkpoint is resumed only by a run with the same key."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -85,7 +86,7 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
 
 def capture(
     step: int,
-    fp: str,
+    key: str,
     params: dict[str, torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -95,7 +96,7 @@ def capture(
     """Copy the live training state (weights detached to CPU)."""
     return Snapshot(
         step=step,
-        fingerprint=fp,
+        resume_key=key,
         weights={k: v.detach().cpu().clone() for k, v in params.items()},
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
@@ -161,7 +162,7 @@ def _write_folder(folder: Path, snap: Snapshot) -> None:
     skeleton = {
         "format": FORMAT,
         "step": snap.step,
-        "fingerprint": snap.fingerprint,
+        "resume_key": snap.resume_key,
         "optimizer": _split(snap.optimizer, "optimizer", tensors),
         "scheduler": _split(snap.scheduler, "scheduler", tensors),
         "generators": _split(snap.generators, "generators", tensors),
@@ -200,7 +201,7 @@ def _read_folder(folder: Path) -> Snapshot:
     tensors = load_file(str(folder / _TENSORS))
     return Snapshot(
         step=int(skeleton["step"]),
-        fingerprint=skeleton["fingerprint"],
+        resume_key=skeleton["resume_key"],
         weights=load_file(str(folder / _WEIGHTS)),
         optimizer=_join(skeleton["optimizer"], tensors),
         scheduler=_join(skeleton["scheduler"], tensors),
@@ -210,8 +211,8 @@ def _read_folder(folder: Path) -> Snapshot:
     )
 
 
-def load_if_compatible(root: Path, fp: str) -> Snapshot | None:
-    """The checkpoint under ``root`` if its fingerprint is ``fp``; None otherwise.
+def load_if_compatible(root: Path, key: str) -> Snapshot | None:
+    """The checkpoint under ``root`` if it was written with resume key ``key``; else None.
 
     None too when there is no checkpoint. A crash between the two renames of a save leaves
     only the previous folder, which is then used.
@@ -221,7 +222,7 @@ def load_if_compatible(root: Path, fp: str) -> Snapshot | None:
         folder = root / name
         if (folder / _JSON).is_file():
             meta = json.loads((folder / _JSON).read_text())
-            if meta.get("fingerprint") != fp:
+            if meta.get("resume_key") != key:
                 return None
             return _read_folder(folder)
     return None

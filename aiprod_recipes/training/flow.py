@@ -1,4 +1,4 @@
-"""The flow-matching objective (DESIGN §5): noising, targets, conditioning masks, losses.
+"""The flow-matching objective: noising, targets, conditioning masks, losses.
 
 x_t = (1 - s) x0 + s e and the model predicts the velocity v = e - x0. Every token carries
 its own level: conditioning tokens (the first latent frame for image-to-video, reference

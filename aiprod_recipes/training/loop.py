@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from aiprod_recipes.spec import Flow, Lora, Optim, Quant, Spec, Strategy, Train
+from aiprod_recipes.spec import Flow, Lora, Optim, Quant, Spec, StrategyConfig, Train
 from aiprod_recipes.training.checkpoint import (
     capture,
     load_if_compatible,
@@ -36,6 +36,7 @@ from aiprod_recipes.training.lora import add_lora, make_full_trainable, trainabl
 from aiprod_recipes.training.objective import Generators, Losses, batch_losses, make_generators
 from aiprod_recipes.training.optim import build_optimizer, build_scheduler, clip_gradients
 from aiprod_recipes.training.quant import quantize_base
+from aiprod_recipes.training.strategies import Strategy, strategy_for
 
 __all__ = [
     "LogHook",
@@ -61,7 +62,7 @@ class NonFiniteLoss(RuntimeError):
 class Sections:
     """The spec sections that shape training (and only those)."""
 
-    strategy: Strategy
+    strategy: StrategyConfig
     lora: Lora
     optim: Optim
     train: Train
@@ -85,7 +86,9 @@ class TrainState:
     accelerator: Accelerator
     generators: Generators
     sections: Sections
-    fingerprint: str
+    strategy: Strategy
+    resume_key: str
+    """Checkpoints are resumed only by a run with this key (see ``checkpoint``)."""
     contexts: ContextCache
     step: int = 0
 
@@ -110,7 +113,7 @@ def setup(
     transformer: torch.nn.Module,
     processor: torch.nn.Module,
     sections: Sections,
-    fingerprint: str,
+    resume_key: str,
     device: str | torch.device = "cpu",
 ) -> TrainState:
     """Make ``transformer`` trainable as the sections say; build optimizer, schedule, RNGs.
@@ -131,13 +134,13 @@ def setup(
     scheduler = build_scheduler(optimizer, sections.optim, sections.train.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     return TrainState(model, processor, params, optimizer, scheduler, accelerator,
-                      make_generators(sections.train.seed), sections, fingerprint,
-                      ContextCache(processor))
+                      make_generators(sections.train.seed), sections,
+                      strategy_for(sections.strategy), resume_key, ContextCache(processor))
 
 
 def try_resume(state: TrainState, root: Path) -> bool:
     """Continue from the checkpoint under ``root`` if it was written by this configuration."""
-    snap = load_if_compatible(root, state.fingerprint)
+    snap = load_if_compatible(root, state.resume_key)
     if snap is None:
         return False
     restore(snap, state.params, state.optimizer, state.scheduler, state.generators.as_dict())
@@ -147,7 +150,7 @@ def try_resume(state: TrainState, root: Path) -> bool:
 
 def save_state(state: TrainState, root: Path) -> Path:
     """Write a resumable checkpoint of ``state`` (atomic)."""
-    snap = capture(state.step, state.fingerprint, state.params, state.optimizer,
+    snap = capture(state.step, state.resume_key, state.params, state.optimizer,
                    state.scheduler, state.generators.as_dict())
     return save_checkpoint(root, snap)
 
@@ -161,9 +164,10 @@ def _autocast(state: TrainState) -> contextlib.AbstractContextManager:
 def _micro_losses(state: TrainState, batch: Batch) -> Losses:
     s = state.sections
     context = state.contexts(batch.text)
-    tokens = tokenize(batch.to(state.accelerator.device), s.strategy.with_audio)
+    tokens = tokenize(batch.to(state.accelerator.device), state.strategy.with_audio)
     with _autocast(state):
-        return batch_losses(state.model, tokens, context, s.strategy, s.flow, state.generators)
+        return batch_losses(state.model, tokens, context, state.strategy, s.flow,
+                            state.generators)
 
 
 

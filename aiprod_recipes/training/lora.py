@@ -26,13 +26,14 @@ from safetensors import safe_open
 from aiprod_recipes.spec import Lora
 
 __all__ = [
-    "ADAPTER",
     "COMFY_PREFIX",
     "FULL_PREFIX",
+    "PEFT_ADAPTER_NAME",
     "AdapterMeta",
     "adapter_state",
     "add_lora",
     "attach_adapter",
+    "load_full_weights",
     "lora_layers",
     "make_full_trainable",
     "read_adapter",
@@ -42,7 +43,8 @@ __all__ = [
     "trainable_parameters",
 ]
 
-ADAPTER = "default"
+PEFT_ADAPTER_NAME = "default"
+"""The name peft gives the adapter it injects (one adapter per model here)."""
 COMFY_PREFIX = "diffusion_model."
 FULL_PREFIX = "model.diffusion_model."
 FORMAT = "aiprod-recipes/lora-v1"
@@ -103,12 +105,12 @@ def add_lora(model: torch.nn.Module, lora: Lora, seed: int) -> torch.nn.Module:
     model.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+        inject_adapter_in_model(config, model, adapter_name=PEFT_ADAPTER_NAME)
     layers = lora_layers(model)
     if not layers:
         raise ValueError(f"lora.target_modules {list(lora.target_modules)} match no module")
     for layer in layers.values():
-        for part in (layer.lora_A[ADAPTER], layer.lora_B[ADAPTER]):
+        for part in (layer.lora_A[PEFT_ADAPTER_NAME], layer.lora_B[PEFT_ADAPTER_NAME]):
             part.float().requires_grad_(True)
     return model
 
@@ -133,8 +135,9 @@ def adapter_state(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16
     """The adapter in ComfyUI layout, with lora_B scaled by alpha / rank (see module doc)."""
     state: dict[str, torch.Tensor] = {}
     for name, layer in lora_layers(model).items():
-        a = layer.lora_A[ADAPTER].weight.detach().float()
-        b = layer.lora_B[ADAPTER].weight.detach().float() * layer.scaling[ADAPTER]
+        a = layer.lora_A[PEFT_ADAPTER_NAME].weight.detach().float()
+        b = (layer.lora_B[PEFT_ADAPTER_NAME].weight.detach().float()
+             * layer.scaling[PEFT_ADAPTER_NAME])
         state[f"{COMFY_PREFIX}{name}.lora_A.weight"] = a.to(dtype).contiguous().cpu()
         state[f"{COMFY_PREFIX}{name}.lora_B.weight"] = b.to(dtype).contiguous().cpu()
     return state
@@ -193,6 +196,16 @@ def save_full_weights(model: torch.nn.Module, path: Path, header: dict[str, str]
     return _write(state, path, header)
 
 
+def load_full_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load fully fine-tuned transformer weights (``save_full_weights``' layout) into
+    ``model``, in the dtype it was loaded in."""
+    from safetensors.torch import load_file
+
+    state = {k.removeprefix(FULL_PREFIX): v for k, v in load_file(str(path)).items()}
+    param = next(model.parameters())
+    model.load_state_dict({k: v.to(param.dtype) for k, v in state.items()}, strict=True)
+
+
 def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], AdapterMeta]:
     """The adapter's tensors (keys without ``diffusion_model.``) and its metadata."""
     with safe_open(str(path), framework="pt") as f:
@@ -210,7 +223,7 @@ def attach_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) ->
     tensors, meta = read_adapter(path)
     config = LoraConfig(r=meta.rank, lora_alpha=meta.rank,
                         target_modules=list(meta.target_modules), bias="none")
-    inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    inject_adapter_in_model(config, model, adapter_name=PEFT_ADAPTER_NAME)
     layers = lora_layers(model)
     expected = {f"{n}.lora_{p}.weight" for n in layers for p in "AB"}
     if set(tensors) != expected:
@@ -219,9 +232,10 @@ def attach_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) ->
                          f"(missing {missing[:3]}, unexpected {extra[:3]})")
     with torch.no_grad():
         for name, layer in layers.items():
-            for part, module in (("A", layer.lora_A[ADAPTER]), ("B", layer.lora_B[ADAPTER])):
+            for part, module in (("A", layer.lora_A[PEFT_ADAPTER_NAME]),
+                                 ("B", layer.lora_B[PEFT_ADAPTER_NAME])):
                 w = tensors[f"{name}.lora_{part}.weight"]
                 module.weight.copy_(w.to(module.weight.dtype))
-            layer.scaling[ADAPTER] = float(strength)
+            layer.scaling[PEFT_ADAPTER_NAME] = float(strength)
     model.requires_grad_(False)
     return meta

@@ -1,8 +1,9 @@
-"""One batch through the model to per-modality flow-matching losses, per strategy.
+"""One batch through the model to per-modality flow-matching losses.
 
-Where the strategy enters: which tokens are conditioning (clean, no loss) and whether the
-audio branch runs and with which noise level. Training and the held-out evaluation loss
-both go through ``batch_losses``; evaluation passes fixed levels instead of sampling them.
+Where the strategy enters (``strategies``): which tokens are conditioning (clean, no loss)
+and whether the audio branch runs and with which noise level. Training and the held-out
+evaluation loss both go through ``batch_losses``; evaluation passes fixed levels instead of
+sampling them.
 """
 
 from __future__ import annotations
@@ -12,22 +13,15 @@ from dataclasses import dataclass
 import torch
 
 from aiprod_recipes.model.text import TextContext
-from aiprod_recipes.spec import Flow, ImageToVideo, Strategy, VideoToVideo
-from aiprod_recipes.training.flow import (
-    draw_levels,
-    first_frame_condition,
-    masked_mse,
-    noise_tokens,
-    per_sample_mse,
-)
-from aiprod_recipes.training.forward import Batch, Tokens, predict, text_context, tokenize
+from aiprod_recipes.spec import Flow
+from aiprod_recipes.training.flow import draw_levels, masked_mse, noise_tokens, per_sample_mse
+from aiprod_recipes.training.forward import Tokens, predict
+from aiprod_recipes.training.strategies import Strategy
 
 __all__ = [
     "Generators",
     "Losses",
     "batch_losses",
-    "condition_mask",
-    "heldout_losses",
     "make_generators",
 ]
 
@@ -64,19 +58,6 @@ class Losses:
     audio_per_sample: torch.Tensor | None
 
 
-def condition_mask(strategy: Strategy, tokens: Tokens, generator: torch.Generator
-                   ) -> torch.Tensor:
-    """[B, Tv] True on tokens kept clean and out of the loss, as the strategy says."""
-    mask = tokens.reference_mask()
-    if isinstance(strategy, VideoToVideo) and tokens.reference_count == 0:
-        raise ValueError("strategy video_to_video (IC-LoRA) needs reference latents in the batch")
-    if isinstance(strategy, ImageToVideo):
-        first = first_frame_condition(mask.shape[0], tokens.target_count,
-                                      tokens.tokens_per_frame, strategy.first_frame_p, generator)
-        mask[:, : tokens.target_count] |= first
-    return mask
-
-
 def batch_losses(
     model: torch.nn.Module,
     tokens: Tokens,
@@ -98,7 +79,7 @@ def batch_losses(
                              tokens.audio.shape[1] if has_audio else None,
                              strategy.independent_audio_timestep, generators.levels)
     video_levels, audio_levels = levels
-    cond = condition_mask(strategy, tokens, generators.condition).to(tokens.video.device)
+    cond = strategy.condition_mask(tokens, generators.condition).to(tokens.video.device)
     video = noise_tokens(tokens.video, video_levels, cond, generators.noise)
     audio = None
     if has_audio:
@@ -124,25 +105,3 @@ def batch_losses(
         audio_per_sample=None if audio_ps is None else audio_ps.cpu(),
     )
 
-
-def heldout_losses(
-    model: torch.nn.Module,
-    processor: torch.nn.Module,
-    batch: Batch,
-    strategy: Strategy,
-    flow: Flow,
-    level: float,
-    seed: int,
-) -> Losses:
-    """Validation losses of ``batch`` with every sample (and audio) at noise ``level``.
-
-    Fixed levels and a fixed seed make held-out numbers comparable between runs and
-    adapters; the caller sets eval mode (dropout off) and may wrap this in no_grad.
-    """
-    tokens = tokenize(batch, strategy.with_audio)
-    context = text_context(processor, batch)
-    n = tokens.video.shape[0]
-    levels = torch.full((n,), float(level))
-    audio_levels = levels.clone() if tokens.audio is not None else None
-    return batch_losses(model, tokens, context, strategy, flow, make_generators(seed),
-                        levels=(levels, audio_levels))

@@ -1,0 +1,77 @@
+"""Every artifact name, stage folder and shared constant, declared once.
+
+Stage outputs are read by other stages, by the command line (``sample``, ``decode``,
+``push``), by DVC (metrics and plots in dvc.yaml) and by people. When two of them spelled a
+file name on their own, a rename in one place silently broke the other; so every name that
+crosses a module boundary lives here and is imported. This module imports nothing of the
+package: any floor may use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPEC_FILE = "params.toml"
+"""The spec of a project (DVC reads its params from it)."""
+
+STAGES_DIR = Path("data/stages")
+"""Every stage writes under data/stages/<stage>/ (the top level of the repo is fixed)."""
+
+
+def stage_dir(stage: str) -> Path:
+    """The output folder of a stage."""
+    return STAGES_DIR / stage
+
+
+# Stage names that other modules refer to (the registry declares them all).
+BASE = "base"
+INGEST = "ingest"
+CAPTION = "caption"
+EMBED = "embed"
+LATENTS = "latents"
+REFERENCE = "reference"
+SPLIT = "split"
+TRAIN = "train"
+EVALUATE = "evaluate"
+
+# Files every stage output may hold.
+PROVENANCE_FILE = "provenance.json"
+MANIFEST_FILE = "manifest.jsonl"
+"""The per-item manifest of a sharded stage output (ingest, embed, latents, reference)."""
+
+# ingest
+QUARANTINE_FILE = "quarantine.json"
+CLIP_TENSOR = "mp4"
+"""The tensor of an ingest item holding the scene clip's mp4 bytes (H.264 + AAC)."""
+
+# caption
+CAPTIONS_FILE = "captions.jsonl"
+CAPTION_FAILURES_FILE = "failures.json"
+
+# split
+TRAIN_SPLIT_FILE = "train.jsonl"
+VAL_SPLIT_FILE = "val.jsonl"
+
+# base: the tiny model the pipeline builds
+CHECKPOINT_FILE = "ltx2.safetensors"
+GEMMA_DIR = "gemma"
+
+# train
+ADAPTER_FILE = "adapter.safetensors"
+"""A LoRA in ComfyUI layout (train.mode = "lora")."""
+FULL_WEIGHTS_FILE = "transformer.safetensors"
+"""Fully fine-tuned transformer weights (train.mode = "full")."""
+LIVE_DIR = "live"
+"""DVCLive's folder inside the train output: metrics.json and plots/metrics/*.tsv."""
+LIVE_PLOTS = "plots/metrics"
+TRAIN_CHECKPOINTS_DIR = STAGES_DIR / ".train-checkpoints"
+"""Resumable training state: beside the outputs, git-ignored, not a DVC output."""
+
+# evaluate
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+SAMPLES_DIR = "samples"
+
+# LTX-2 facts shared by the media and model floors
+MODEL_AUDIO_RATE = 16_000
+"""Sample rate of the waveforms LTX-2's audio VAE encodes (16 kHz log-mel)."""

@@ -1,0 +1,59 @@
+"""What a stage receives from the runtime and what it may raise: the stage-facing contract.
+
+A stage module exposes ``run(spec, paths) -> Report``. Everything it may read or write
+arrives in ``StagePaths``, built by the runtime from the stage registry, so a stage never
+decides a path and can only read the stages it declares (and DVC therefore tracks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiprod_recipes.model.runtime import ModelPaths
+from aiprod_recipes.names import SPEC_FILE
+
+Report = dict[str, Any]
+"""What a stage returns: a few counts and figures, printed when the stage ends."""
+
+
+class StageFailed(RuntimeError):
+    """A stage could not produce its output; the message says why, for a person."""
+
+
+class UndeclaredUpstream(LookupError):
+    """A stage asked for the output of a stage it does not declare as an input."""
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """The paths one stage run may touch, and the spec sections it declares."""
+
+    out: Path
+    """Temporary folder the stage writes into; it replaces the real output on success."""
+    previous: Path | None
+    """The output of the previous run (kept by DVC for persistent outputs), for reuse."""
+    raw_dir: Path
+    model: ModelPaths
+    final: Path
+    """Where the output lands when the stage succeeds (for messages and reports)."""
+    spec_file: Path = Path(SPEC_FILE)
+    """The spec this run was started with (passed on to worker processes)."""
+    sections: tuple[str, ...] = ()
+    """The spec sections the stage declares as params (its fingerprints record them)."""
+    upstreams: Mapping[str, Path] = field(default_factory=dict)
+    """Stage name -> finished output folder, for every stage this one declares as input."""
+
+    def upstream(self, stage: str) -> Path:
+        """The finished output folder of a stage this one reads.
+
+        Reading an undeclared stage would be a dependency DVC does not know about, so a
+        change there would not rerun this stage: it is refused.
+        """
+        if stage not in self.upstreams:
+            declared = ", ".join(self.upstreams) or "none"
+            raise UndeclaredUpstream(f"stage output {stage!r} is not a declared input of this "
+                                     f"stage (declared: {declared})")
+        return self.upstreams[stage]
