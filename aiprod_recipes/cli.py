@@ -52,22 +52,23 @@ def cmd_init(args: argparse.Namespace) -> int:
         return EXIT_BAD_SPEC
     spec = load_spec(src)
     shutil.copyfile(src, dest)
-    render.write(spec)
-    print(f"wrote {dest} from recipe {args.recipe!r} and re-rendered {render.DVC_YAML}")
+    written = render.write(spec)
+    print(f"wrote {dest} from recipe {args.recipe!r} and re-rendered "
+          f"{', '.join(map(str, written))}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     if args.check:
-        if render.is_current(spec):
-            print(f"{render.DVC_YAML} is current")
+        stale = render.stale(spec)
+        if not stale:
+            print(f"{render.DVC_YAML} (and the Makefile's stage targets) are current")
             return 0
-        print(f"{render.DVC_YAML} differs from the stage registry and {args.file}: "
-              "run `aiprod-recipes render`", file=sys.stderr)
+        print(f"{', '.join(map(str, stale))} differ(s) from the stage registry and "
+              f"{args.file}: run `aiprod-recipes render`", file=sys.stderr)
         return EXIT_FAILED
-    render.write(spec)
-    print(f"wrote {render.DVC_YAML}")
+    print(f"wrote {', '.join(map(str, render.write(spec)))}")
     return 0
 
 
@@ -83,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from aiprod_recipes.decode import DecodeError, decode_item
+    from aiprod_recipes.inference.decode import DecodeError, decode_item
 
     try:
         out = decode_item(load_spec(args.file), args.clip, Path(args.out), args.stage)

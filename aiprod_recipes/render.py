@@ -1,4 +1,4 @@
-"""dvc.yaml, rendered from the stage registry and the spec.
+"""dvc.yaml (and the Makefile's stage targets), rendered from the stage registry and the spec.
 
 The spec takes part because some dependencies are paths it names (the raw clips folder, a
 real checkpoint); the registry says everything else. Comparison is on parsed YAML, so
@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from aiprod_recipes import makefile
 from aiprod_recipes.names import SPEC_FILE
 from aiprod_recipes.registry import StageDef, stage_deps, stages_for
 from aiprod_recipes.spec import Spec
@@ -68,5 +69,19 @@ def is_current(spec: Spec, path: Path = DVC_YAML) -> bool:
     return yaml.safe_load(path.read_text(encoding="utf-8")) == render(spec)
 
 
-def write(spec: Spec, path: Path = DVC_YAML) -> None:
+def write(spec: Spec, path: Path = DVC_YAML) -> list[Path]:
+    """Write dvc.yaml, and the Makefile's stage targets when it has the block; returns
+    the files written."""
     path.write_text(render_text(spec), encoding="utf-8")
+    written = [path]
+    if makefile.write(stages_for(spec)):
+        written.append(makefile.MAKEFILE)
+    return written
+
+
+def stale(spec: Spec) -> list[Path]:
+    """The rendered files that differ from what the registry and the spec give."""
+    out = [] if is_current(spec) else [DVC_YAML]
+    if not makefile.is_current(stages_for(spec)):
+        out.append(makefile.MAKEFILE)
+    return out

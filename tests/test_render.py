@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -55,3 +56,39 @@ def test_a_real_checkpoint_is_a_dependency() -> None:
     for stage in stages_for(spec):
         if stage.uses_model:
             assert "m/ltx.safetensors" in render.render_stage(stage, spec)["deps"]
+
+
+def _make(*args: str) -> str:
+    """What make would run (``-n``: nothing runs), from the repository's Makefile."""
+    proc = subprocess.run(["make", "-n", "-s", *args], cwd=REPO, text=True, capture_output=True,
+                          check=True, env={**os.environ, "VENV": ".venv"})
+    return proc.stdout
+
+
+def test_every_stage_is_a_make_target() -> None:
+    spec = load_spec(REPO / "params.toml")
+    help_text = subprocess.run(["make", "help"], cwd=REPO, text=True, capture_output=True,
+                               check=True).stdout
+    for stage in stages_for(spec):
+        assert f"dvc repro {stage.name}" in _make(stage.name)
+        assert f"{stage.name} " in help_text and stage.description in help_text
+    assert "dvc exp run -S lora.rank=32 -S optim.learning_rate=0.001" in _make(
+        "exp", "S=lora.rank=32 optim.learning_rate=0.001")
+
+
+def test_check_flags_a_stale_makefile(tmp_path: Path, capsys) -> None:
+    (tmp_path / "params.toml").write_text((REPO / "params.toml").read_text())
+    (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["render"]) == 0
+        assert main(["render", "--check"]) == 0
+        text = Path("Makefile").read_text().replace("dvc repro split", "dvc repro nothing")
+        Path("Makefile").write_text(text)
+        assert main(["render", "--check"]) == 1
+        assert "Makefile" in capsys.readouterr().err
+        assert main(["render"]) == 0
+        assert "dvc repro split" in Path("Makefile").read_text()
+    finally:
+        os.chdir(cwd)
