@@ -69,6 +69,7 @@ def _kill_after_a_checkpoint(project: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_bytes(copy: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     shutil.copytree(copy, reference)
@@ -84,6 +85,7 @@ def test_killed_run_resumes_to_identical_bytes(copy: Path, tmp_path: Path) -> No
             reference / TRAIN / "live")).read_text()
 
 
+@pytest.mark.slow
 def test_other_params_start_fresh(copy: Path) -> None:
     _kill_after_a_checkpoint(copy)
     write_spec(copy, data={"raw_dir": "raw"}, **{**SPEC, "optim": {"learning_rate": 5e-3}})
@@ -113,6 +115,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(copy: Path) -> None:
     """Two gloo processes through accelerate; only the main one writes the outputs."""
     (copy / "ddp.yaml").write_text(DDP_CPU.format(port=_free_port()))
