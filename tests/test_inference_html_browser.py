@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aiprod_recipes.registry import STAGES_DIR
+from aiprod_recipes.names import EVALUATE, REPORT_HTML_FILE, STAGES_DIR
 from tests.e2e_fixtures import SPEC_OVERRIDES, shared_project
 from tests.html_report_fixtures import LEVELS, make_report
 
@@ -113,7 +113,7 @@ def test_evaluate_stage_report_plays(browser: Any,
     """The page the evaluate stage wrote after a real ``dvc repro`` of the pipeline: the
     real sampler's mp4 (with sound) plays, the real train stage's curves are drawn."""
     project = shared_project(tmp_path_factory, "e2e-built", run=True)
-    report = project / STAGES_DIR / "evaluate" / "report.html"
+    report = project / STAGES_DIR / EVALUATE / REPORT_HTML_FILE
     page, problems = _open(browser, report)
     played = _play_all(page)
     assert len(played) == SPEC_OVERRIDES["eval"]["max_samples"]

@@ -28,16 +28,13 @@ from aiprod_recipes.inference.report import (
     loss_rows,
     spec_summary,
 )
+from aiprod_recipes.names import LIVE_PLOTS, METRICS_FILE
 from aiprod_recipes.spec import Spec
 
-__all__ = ["INLINE_LIMIT_BYTES", "Curve", "read_curves", "write_html_report"]
+__all__ = ["INLINE_LIMIT_BYTES", "Curve", "chart_svg", "read_curves", "write_html_report"]
 
 INLINE_LIMIT_BYTES = 64 * 1024 * 1024
 """Above this many bytes of video in total, samples are linked instead of embedded."""
-LIVE_PLOTS = "plots/metrics"
-"""Where DVCLive keeps one TSV per metric inside its folder."""
-LIVE_SUMMARY = "metrics.json"
-"""DVCLive's summary: every metric's last value and the last step."""
 
 _LEVEL = re.compile(r"(?P<chart>.+)_s(?P<band>\d[\d.]*-\d[\d.]*)")
 _COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000",
@@ -85,7 +82,7 @@ def read_curves(live: Path) -> dict[str, list[Curve]]:
     A per-noise-level metric (``train/loss_video_s0.2-0.4``) joins its overall metric
     (``train/loss_video``, labelled "all") in one chart. Loss charts come first.
     """
-    plots = live / LIVE_PLOTS
+    plots = live / LIVE_PLOTS  # one TSV per metric
     charts: dict[str, list[Curve]] = {}
     for tsv in sorted(plots.rglob("*.tsv")) if plots.is_dir() else []:
         name = tsv.relative_to(plots).with_suffix("").as_posix()
@@ -98,7 +95,8 @@ def read_curves(live: Path) -> dict[str, list[Curve]]:
 
 
 def _read_summary(live: Path) -> dict[str, Any]:
-    path = live / LIVE_SUMMARY
+    """DVCLive's summary: every metric's last value, and the last step."""
+    path = live / METRICS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
