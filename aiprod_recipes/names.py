@@ -70,6 +70,8 @@ TRAIN_CHECKPOINTS_DIR = STAGES_DIR / ".train-checkpoints"
 # evaluate
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+REPORT_HTML_FILE = "report.html"
+"""report.md's content with training curves and playable samples, one page."""
 SAMPLES_DIR = "samples"
 
 # LTX-2 facts shared by the media and model floors

@@ -13,8 +13,9 @@ from tests.conftest import BIN, REPO, git_commit, run_cmd
 
 EXPECTED_OUTPUTS = {
     "train": {"adapter.safetensors", "provenance.json", "live/metrics.json"},
-    "evaluate": {"metrics.json", "report.md", "provenance.json", "samples/sample_00.mp4",
-                 "samples/sample_00.png", "samples/sample_01.mp4", "samples/sample_01.png"},
+    "evaluate": {"metrics.json", "report.md", "report.html", "provenance.json",
+                 "samples/sample_00.mp4", "samples/sample_00.png", "samples/sample_01.mp4",
+                 "samples/sample_01.png"},
 }
 
 

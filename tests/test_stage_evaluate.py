@@ -88,6 +88,8 @@ def test_metrics_samples_and_report(copy: Path) -> None:
     text = (out / "report.md").read_text()
     assert "[![sample 1](samples/sample_00.png)](samples/sample_00.mp4)" in text
     assert "| all |" in text and "| lora | rank=8" in text
+    page = (out / "report.html").read_text()
+    assert page.count("<video ") == 1 and "data:video/mp4;base64," in page
 
 
 def test_zero_adapter_matches_base(copy: Path) -> None:

@@ -4,6 +4,7 @@ the ``aiprod-recipes sample`` command.
 Modules: ``guidance`` (CFG + STG through ltx-core's guider and perturbations), ``sampler``
 (seeded flow-matching Euler sampling and decoding to an mp4 with sound), ``adapters``
 (attach, fuse, toggle LoRA files), ``prompts`` (text to Gemma features), ``metrics`` (the
-held-out flow-matching loss), ``report`` (metrics.json and report.md), ``cli`` (the
+held-out flow-matching loss), ``report`` (metrics.json and report.md), ``html_report``
+(report.html: the same with training curves and playable samples, one file), ``cli`` (the
 ``sample`` subcommand) and ``hub`` (a model card and a Hugging Face upload).
 """

@@ -20,7 +20,8 @@ import numpy as np
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 
-__all__ = ["SampleEntry", "spec_summary", "write_metrics", "write_report", "write_thumbnail"]
+__all__ = ["SampleEntry", "format_value", "loss_rows", "spec_summary", "write_metrics",
+           "write_report", "write_thumbnail"]
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,15 @@ def spec_summary(spec: Spec) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any, nested: bool = False) -> str:
+def format_value(value: Any, nested: bool = False) -> str:
+    """A metric or setting as report text: 6 significant digits, n/a for NaN."""
     if isinstance(value, float):
         return "n/a" if not math.isfinite(value) else f"{value:.6g}"
     if isinstance(value, dict):
-        text = ", ".join(f"{k}={_fmt(v, True)}" for k, v in value.items())
+        text = ", ".join(f"{k}={format_value(v, True)}" for k, v in value.items())
         return f"({text})" if nested else text
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v, True) for v in value) + "]"
+        return "[" + ", ".join(format_value(v, True) for v in value) + "]"
     return str(value)
 
 
@@ -90,13 +92,20 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _metrics_table(metrics: dict[str, Any], levels: Sequence[float]) -> list[str]:
-    lines = ["| noise level | base | adapter | base - adapter |", "|---|---|---|---|"]
+def loss_rows(metrics: dict[str, Any], levels: Sequence[float]
+              ) -> list[tuple[str, float, float]]:
+    """(noise level, base loss, adapter loss): all levels together, then each level."""
     rows = [("all", metrics["loss_base"], metrics["loss_adapter"])]
     rows += [(f"{s:g}", metrics[f"loss_base_level_{s:g}"], metrics[f"loss_adapter_level_{s:g}"])
              for s in levels]
-    for name, base, adapter in rows:
-        lines.append(f"| {name} | {_fmt(base)} | {_fmt(adapter)} | {_fmt(base - adapter)} |")
+    return rows
+
+
+def _metrics_table(metrics: dict[str, Any], levels: Sequence[float]) -> list[str]:
+    lines = ["| noise level | base | adapter | base - adapter |", "|---|---|---|---|"]
+    for name, base, adapter in loss_rows(metrics, levels):
+        cells = (name, format_value(base), format_value(adapter), format_value(base - adapter))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -109,7 +118,7 @@ def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
     lines += _metrics_table(metrics, spec.eval.loss_levels)
     lines += ["", "## Settings", "", "| section | values |", "|---|---|"]
     for section, values in spec_summary(spec).items():
-        lines.append(f"| {section} | {_escape(_fmt(values))} |")
+        lines.append(f"| {section} | {_escape(format_value(values))} |")
     lines += ["", f"## Samples ({len(samples)})", ""]
     if not samples:
         lines.append("No samples (eval.max_samples = 0 or no prompt).")

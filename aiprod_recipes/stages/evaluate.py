@@ -2,7 +2,8 @@
 
 Writes ``metrics.json`` (``loss_base``, ``loss_adapter``, ``loss_{base,adapter}_level_<s>``,
 ``improvement`` = base - adapter, ``num_val_clips``, ``num_samples``), ``samples/*.mp4``
-with a PNG thumbnail each, and ``report.md``.
+with a PNG thumbnail each, ``report.md`` and ``report.html`` (the same with the training
+curves and the samples playable, in one file).
 
 Order of work keeps one large model in memory at a time: the prompts (``eval.prompts``, or
 the val clips' captions) are encoded with Gemma, which is then freed; the transformer is
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from aiprod_recipes.inference.adapters import attach, check_base
 from aiprod_recipes.inference.guidance import Guidance
+from aiprod_recipes.inference.html_report import write_html_report
 from aiprod_recipes.inference.metrics import (
     compare_losses,
     evaluate_losses,
@@ -43,9 +45,11 @@ from aiprod_recipes.names import (
     EMBED,
     FULL_WEIGHTS_FILE,
     LATENTS,
+    LIVE_DIR,
     METRICS_FILE,
     REFERENCE,
     REPORT_FILE,
+    REPORT_HTML_FILE,
     SAMPLES_DIR,
     SPLIT,
     TRAIN,
@@ -199,6 +203,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     metrics["num_samples"] = len(samples)
     write_metrics(paths.out / METRICS_FILE, metrics)
     write_report(paths.out / REPORT_FILE, spec, metrics, samples)
+    write_html_report(paths.out / REPORT_HTML_FILE, spec, metrics, samples,
+                      paths.upstream(TRAIN) / LIVE_DIR)
     _summary(adapter, paths.final, len(samples), metrics)
     return {"samples": len(samples), "loss_base": _rounded(metrics["loss_base"]),
             "loss_adapter": _rounded(metrics["loss_adapter"])}
