@@ -1,28 +1,46 @@
 # Two commands on a fresh machine:
-#   make repro   create .venv, install, run the whole pipeline (dvc repro)
-#   make test    create .venv, install with the dev extras, run the test suite
-# `make help` lists every target.
+#   make repro   create .venv, install the locked environment, run the pipeline (dvc repro)
+#   make test    create .venv, install the locked environment, run the test suite
+# The environment is exactly what requirements.lock pins (with hashes); `make lock` updates
+# the lock after a change to the dependencies in pyproject.toml. `make help` lists every target.
 VENV ?= .venv
 PYTHON ?= python3
+LOCK := requirements.lock
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help install repro exp test test-slow test-all lint bench clean
+# What the lock pins: the package's dependencies with the dev extras (tests, lint, uv), and
+# pip and setuptools, which install the package itself (editable, from this checkout,
+# without fetching a build environment). One resolution for every platform and Python
+# >= requires-python; existing pins are kept unless LOCK_ARGS says otherwise
+# (`make lock LOCK_ARGS=--upgrade`, or `LOCK_ARGS='--upgrade-package torch'`).
+LOCK_INPUTS := -e .[dev]\npip\nsetuptools>=68\n
+LOCK_ARGS ?=
+
+.PHONY: help install lock repro exp test test-slow test-all lint bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
+# pip takes every file whose sha256 the lock lists (and refuses any other), from the index
+# or from a local wheel copy of the same file; nothing is resolved at install time.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/aiprod-recipes setup-dvc
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the package with the dev extras
+install: $(VENV)/.installed ## create .venv with exactly what requirements.lock pins
+
+lock: install ## rewrite requirements.lock from pyproject.toml (LOCK_ARGS=--upgrade), reinstall
+	printf -- '$(LOCK_INPUTS)' | $(BIN)/uv pip compile - --quiet --universal \
+		--generate-hashes --no-emit-package aiprod-recipes \
+		--custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK)
+	$(MAKE) install
 
 repro: install ## run the whole pipeline (dvc repro)
 	$(BIN)/dvc repro
