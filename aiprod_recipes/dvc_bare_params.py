@@ -10,6 +10,10 @@ environment are untouched, and the explicit ``-S params.toml:key=value`` keeps w
 The wrapper depends on a DVC internal; when a DVC release moves it, ``dvc exp run`` fails
 with a message naming this module instead of silently writing params.yaml, and the test
 suite's end-to-end test of the bare command fails.
+
+A DVC without the hook (installed with pipx or system packages) rejects the bare form with
+"Key 'lora' is not in struct", and the ``-S +lora.rank=32`` it suggests writes a params.yaml
+that no stage reads. ``stray_params_yaml`` names that file so that stages refuse to run.
 """
 
 from __future__ import annotations
@@ -120,3 +124,50 @@ def write_pth() -> Path:
     path = pth_path()
     path.write_text(PTH_LINE, encoding="utf-8")
     return path
+
+
+def _settings(path: Path) -> list[str]:
+    """The ``key=value`` pairs a params.yaml sets, dotted, or none if it cannot be read."""
+    import yaml  # only when the file exists: this module loads at every interpreter start
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif prefix:
+            out.append(f"{prefix[:-1]}={node}")
+
+    walk(data, "")
+    return out
+
+
+def stray_params_yaml(spec_file: Path) -> str | None:
+    """Why no stage may run, when a params.yaml lies beside the spec file; else None.
+
+    The values in it were never used, and while it exists even the hooked DVC sends bare
+    overrides to it (see ``applies``), so each later experiment would silently run with the
+    old spec too.
+    """
+    stray = spec_file.parent / DVC_DEFAULT
+    if not stray.exists():
+        return None
+    settings = _settings(stray)
+    example = settings[0] if settings else "lora.rank=32"
+    unused = f" (it sets {', '.join(settings)})" if settings else ""
+    return (
+        f"{stray} exists, but this project's spec is {spec_file.name} and no stage reads "
+        f"{DVC_DEFAULT}{unused}. A DVC without this project's start-up hook (one installed "
+        "with pipx or system packages) writes it for `dvc exp run -S +key=value`. Delete "
+        f"{stray}, then run the experiment again in one of these ways:\n"
+        "  - with the dvc of this project's environment (`. .venv/bin/activate`), which has "
+        "the hook;\n"
+        "  - with your dvc, after installing this project into that dvc's Python environment "
+        "and running `aiprod-recipes setup-dvc` there;\n"
+        f"  - with the spec file named: `dvc exp run -S {spec_file.name}:{example}`."
+    )

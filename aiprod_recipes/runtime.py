@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiprod_recipes.dvc_bare_params import stray_params_yaml
 from aiprod_recipes.model.runtime import model_fingerprint, model_paths
 from aiprod_recipes.names import SPEC_FILE, stage_dir
 from aiprod_recipes.provenance import package_versions, path_digest, write_provenance
@@ -111,6 +112,8 @@ def write_worker_report(out: Path, report: Report) -> None:
 
 def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
     """Validate the whole spec, run one stage into a temporary folder, then swap it in."""
+    if (stray := stray_params_yaml(Path(spec_path))) is not None:
+        raise StageFailed(stray)
     spec = load_spec(spec_path)
     stage = get_stage(name, spec)
     _check_rendered(spec)
