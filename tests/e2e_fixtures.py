@@ -21,6 +21,7 @@ lock) and copied, caches included, for every test that changes it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -280,3 +281,10 @@ def tracked_file_md5s(root: Path, out_path: str) -> dict[str, str]:
     listing = root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]
     entries = json.loads(listing.read_text(encoding="utf-8"))
     return {e["relpath"]: e["md5"] for e in entries}
+
+
+def file_sha256s(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (e.g. data/stages), by relative path: equal
+    before and after a command means it changed no output."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}

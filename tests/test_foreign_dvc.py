@@ -7,7 +7,6 @@ before DVC is imported: the same release, as a DVC installed elsewhere runs it.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from aiprod_recipes.dvc_bare_params import stray_params_yaml
 from aiprod_recipes.names import STAGES_DIR
 from aiprod_recipes.registry import all_stages
 from tests.conftest import run_cmd, write_spec
+from tests.e2e_fixtures import file_sha256s
 
 FOREIGN_DVC = """\
 import sys
@@ -34,12 +34,6 @@ def _foreign_dvc(repo: Path, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def _digests(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by relative path."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _assert_says_how_to_fix(log: str, setting: str) -> None:
     assert f"no stage reads params.yaml (it sets {setting})" in log
     assert "`. .venv/bin/activate`" in log
@@ -52,7 +46,7 @@ def _assert_says_how_to_fix(log: str, setting: str) -> None:
 def test_foreign_dvc_params_yaml_stops_the_next_stage(locked_project: Path) -> None:
     root = locked_project
     stages, spec = root / STAGES_DIR, root / "params.toml"
-    outputs, spec_text = _digests(stages), spec.read_text()
+    outputs, spec_text = file_sha256s(stages), spec.read_text()
     assert outputs
 
     # The bare form fails with DVC's puzzling message: the hook really is off.
@@ -71,7 +65,7 @@ def test_foreign_dvc_params_yaml_stops_the_next_stage(locked_project: Path) -> N
     assert code != 0
     assert "failed to reproduce 'caption'" in log
     _assert_says_how_to_fix(log, "lora.rank=32")
-    assert _digests(stages) == outputs
+    assert file_sha256s(stages) == outputs
 
 
 @pytest.mark.parametrize("stage", [s.name for s in all_stages()])
