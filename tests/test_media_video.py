@@ -87,6 +87,25 @@ def test_corrupt_packets_mid_stream_keep_the_rest(tmp_path: Path) -> None:
     assert any("bad packet" in m for m in report.messages)
 
 
+def _packet_times(path: Path) -> list[float]:
+    """Presentation time of each video packet in decode order (as ``damage_packets`` counts)."""
+    with av.open(str(path)) as container:
+        return [round(float(p.pts * p.time_base), 6) for p in container.demux(video=0)
+                if p.size and p.pos >= 0]
+
+
+@pytest.mark.parametrize("which", [20, 45])  # mid-stream, and among the last packets
+def test_damage_is_timed_at_the_bad_packet(tmp_path: Path, which: int) -> None:
+    clean = make_clip(tmp_path / "clean.mp4", n=48)
+    broken = damage_packets(clean, tmp_path / "broken.mp4", slice(which, which + 1))
+    report = DecodeReport()
+    frames = [f for _, f in iter_frames(broken, 24, report=report, frame_threads=False)]
+    assert len(frames) == 48
+    bad = [d for d in report.events if d.what.startswith("bad packet")]
+    assert [(d.time_s, d.stream) for d in bad] == [(_packet_times(clean)[which], "video")]
+    assert report.bad_packets == 1
+
+
 def test_all_video_packets_garbage(tmp_path: Path) -> None:
     clean = make_clip(tmp_path / "clean.mp4", n=24)
     broken = damage_packets(clean, tmp_path / "garbage.mp4", slice(None))

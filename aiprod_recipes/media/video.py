@@ -74,9 +74,9 @@ def _frames_from(
     after a seek is already past ``start`` (or never comes), decode from the beginning.
     """
     if not _seek(container, stream, start, origin, report):
-        yield from decode_packets(container, stream, report)
+        yield from decode_packets(container, stream, report, origin)
         return
-    frames = decode_packets(container, stream, report)
+    frames = decode_packets(container, stream, report, origin, after_seek=True)
     first = next(frames, None)
     if first is not None and (first.pts is None or first.pts * stream.time_base - origin <= start):
         yield first
@@ -85,7 +85,7 @@ def _frames_from(
     frames.close()
     report.note("seek landed past start_s; decoded from the beginning instead")
     _rewind(container)
-    yield from decode_packets(container, stream, report)
+    yield from decode_packets(container, stream, report, origin)
 
 
 def _frame_duration(frame: av.VideoFrame, time_base: Fraction, nominal: Fraction) -> Fraction:
@@ -130,12 +130,17 @@ class _Resampler:
 
 
 def _timed_frames(
-    path: str | Path, rate: Fraction, start: Fraction, end: Fraction | None, report: DecodeReport
+    path: str | Path,
+    rate: Fraction,
+    start: Fraction,
+    end: Fraction | None,
+    report: DecodeReport,
+    frame_threads: bool,
 ) -> Iterator[tuple[Fraction, av.VideoFrame]]:
     """Decoded frames placed on the output time grid (still in decoder format)."""
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if frame_threads else "SLICE"
         time_base, nominal = Fraction(stream.time_base), 1 / stream_fps(stream)
         origin = time_origin(container)
         out = _Resampler(rate, start, end)
@@ -188,6 +193,7 @@ def iter_frames(
     end_s: float | None = None,
     *,
     report: DecodeReport | None = None,
+    frame_threads: bool = True,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(t, frame)`` for ``t = start_s + k/fps`` with ``t < end_s``.
 
@@ -195,6 +201,12 @@ def iter_frames(
     when one source frame covers several output times, so copy it before writing to it.
     Damaged packets are skipped and counted in ``report`` (pass one in to read it).
     Raises ``MediaError`` when nothing at all can be decoded.
+
+    ``frame_threads=False`` decodes one frame at a time (slice threads only). Use it for
+    files that may be damaged: a frame-threaded decoder reports a bad packet several packets
+    late and, near the end of a stream, can drop good frames or lose the error, by amounts
+    that depend on the core count; one frame at a time gives the same frames and the exact
+    packet times on every machine.
     """
     report = report if report is not None else DecodeReport()
     rate, start = as_fraction(fps, 1001), as_fraction(start_s)
@@ -202,7 +214,7 @@ def iter_frames(
     if rate <= 0 or start < 0 or (end is not None and end <= start):
         raise ValueError(f"bad range: fps={fps}, start_s={start_s}, end_s={end_s}")
     emitted, decoded_before = 0, report.frames_decoded  # a report may be shared
-    for item in _to_rgb(_timed_frames(path, rate, start, end, report)):
+    for item in _to_rgb(_timed_frames(path, rate, start, end, report, frame_threads)):
         emitted += 1
         yield item
     if report.frames_decoded == decoded_before:
