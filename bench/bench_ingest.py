@@ -48,25 +48,32 @@ SAMPLE_RATE = 48_000
 # --------------------------------------------------------------------------- clips
 
 def _scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list]:
-    """A textured background and a few moving discs (position, velocity, radius, colour)."""
+    """A grainy gradient background and a few moving discs (x, y, vx, vy, radius, colour)."""
     top, bottom = (tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(2))
     canvas = synth.vertical_gradient(width, height, top, bottom)
     canvas += rng.normal(0, 8, (height, width, 1)).astype(np.float32)  # sensor-like grain
     discs = [(rng.uniform(0, width), rng.uniform(0, height), rng.uniform(-6, 6),
               rng.uniform(-4, 4), rng.uniform(height / 16, height / 6),
-              tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(3)]
-    return canvas, discs
+              np.asarray(rng.integers(0, 256, 3), np.uint8)) for _ in range(3)]
+    return synth.to_uint8(canvas), discs
 
 
 def _frames(seed: int, n: int, width: int, height: int, cut: bool) -> Iterator[np.ndarray]:
+    """A slow pan over the background with the discs moving across it (uint8 throughout:
+    making the inputs should not take longer than measuring them)."""
     rng = np.random.default_rng(seed)
     scenes = [_scene(rng, width, height) for _ in range(2 if cut else 1)]
+    ys, xs = np.ogrid[:height, :width]
     for k in range(n):
         background, discs = scenes[1 if cut and k >= n // 2 else 0]
-        canvas = np.roll(background, 2 * k, axis=1)  # a slow pan
+        frame = np.roll(background, 2 * k, axis=1)
         for x, y, vx, vy, r, colour in discs:
-            synth.paint_disc(canvas, (x + vx * k) % width, (y + vy * k) % height, r, colour)
-        yield synth.to_uint8(canvas)
+            cx, cy = (x + vx * k) % width, (y + vy * k) % height
+            x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 1, width)
+            y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 1, height)
+            inside = (xs[:, x0:x1] - cx) ** 2 + (ys[y0:y1] - cy) ** 2 <= r * r
+            frame[y0:y1, x0:x1][inside] = colour
+        yield frame
 
 
 def _sound(seed: int, seconds: float) -> np.ndarray:

@@ -11,11 +11,13 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import pytest
 
 from aiprod_recipes.media.sources import AUDIO_ONLY, CAPTION_FILE, HIDDEN_FILE, NOT_MEDIA
 from aiprod_recipes.media.video import decode_frames
 from aiprod_recipes.names import CLIP_TENSOR
 from aiprod_recipes.runtime import run_stage
+from aiprod_recipes.stages import ingest
 from aiprod_recipes.store.shards import ShardReader
 from tests.conftest import write_spec
 from tests.media_fixtures import SAMPLE_DIR, damage_packets, make_clip, make_mpeg2, pattern_frames
@@ -108,3 +110,22 @@ def test_damage_keeps_its_packet_time_when_clips_are_reused(project: Path, tmp_p
     (project / "raw" / "pulse.mp4").unlink()
     assert run_stage("ingest")["reused"] == 1
     assert QUARANTINE.read_text() == first
+
+
+def test_the_number_of_workers_never_changes_the_output(project: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = project / "raw"
+    for name in ("pulse", "scene_cut", "orbits", "sunrise"):
+        shutil.copy(SAMPLE_DIR / f"{name}.mp4", raw)
+    damage_packets(make_clip(tmp_path / "c.mp4", n=48), raw / "hurt.mp4", slice(20, 21))
+    make_mpeg2(raw / "dvd.mpg", n=30, width=97, height=65)
+    (raw / "empty.mp4").write_bytes(b"")
+    write_spec(project, data={"raw_dir": "raw"})
+    outputs = []
+    for count in (1, 3):
+        monkeypatch.setattr(ingest, "workers", lambda count=count: count)
+        shutil.rmtree(INGEST, ignore_errors=True)
+        run_stage("ingest")
+        outputs.append({p.name: p.read_bytes() for p in sorted(INGEST.iterdir())})
+    assert outputs[0] == outputs[1]
+    assert len(json.loads(outputs[0]["quarantine.json"])["damaged"]) >= 1

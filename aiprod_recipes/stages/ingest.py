@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -43,6 +48,9 @@ from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open
 
 CLIP_AUDIO_RATE = 48_000
 CLIP_AUDIO_CHANNELS = 2
+MAX_WORKERS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def find_sources(raw_dir: Path, extensions: list[str], quarantine: Quarantine) -> list[str]:
@@ -151,6 +159,30 @@ def _reuse_rows(previous: ShardReader | None, source_key: str) -> list[dict[str,
                   key=lambda r: r["key"])
 
 
+def workers() -> int:
+    """Sources cut at once, each on its own thread (FFmpeg, x264 and OpenCV release the GIL),
+    so short clips keep many cores busy. A runtime choice: each source's clips are made the
+    same way whatever the count, and they are written in key order."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, cores or 1))
+
+
+def _in_order(fn: Callable[[T], R], items: list[T], count: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``count`` threads; results in order, at most ``count`` ahead
+    of the consumer, so memory stays bounded."""
+    pool = ThreadPoolExecutor(count)
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > count:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def run(spec: Spec, paths: StagePaths) -> Report:
     cfg = spec.ingest
     quarantine = Quarantine()
@@ -163,24 +195,34 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     previous = open_previous(paths.previous)
     old_damage = ({} if paths.previous is None
                   else recorded_damage(paths.previous / QUARANTINE_FILE))
+    reusable = {key: _reuse_rows(previous, key) for key, _, _ in keyed}
+
+    def attempt(job: tuple[str, str, str]) -> list[tuple[dict[str, Any], bytes]] | MediaError:
+        source_key, source, sha = job
+        try:
+            return process_source(paths.raw_dir / source, source, sha, cfg, quarantine,
+                                  source_key)
+        except MediaError as e:
+            return e
+
+    jobs = [job for job in keyed if not reusable[job[0]]]
     processed = reused = 0
-    with ShardWriter(paths.out, previous) as writer:
-        for source_key, source, sha in tqdm(keyed, desc="ingest", unit="clip"):
-            old = _reuse_rows(previous, source_key)
+    with ShardWriter(paths.out, previous) as writer, \
+            closing(_in_order(attempt, jobs, workers())) as outcomes:
+        for source_key, source, _ in tqdm(keyed, desc="ingest", unit="clip"):
+            old = reusable[source_key]
             if old:
                 for row in old:
                     writer.reuse(row["key"], row["item"])
                 quarantine.damaged.extend(old_damage.get(source_key, []))
                 reused += 1
                 continue
-            try:
-                scenes = process_source(paths.raw_dir / source, source, sha, cfg, quarantine,
-                                        source_key)
-            except MediaError as e:
+            scenes = next(outcomes)
+            if isinstance(scenes, MediaError):
                 if cfg.strict:
-                    raise StageFailed(f"ingest: {paths.raw_dir / source}: {e} "
-                                      "(ingest.strict = true)") from e
-                quarantine.rejected.append({"source": source, "reason": str(e)})
+                    raise StageFailed(f"ingest: {paths.raw_dir / source}: {scenes} "
+                                      "(ingest.strict = true)") from scenes
+                quarantine.rejected.append({"source": source, "reason": str(scenes)})
                 continue
             processed += 1
             for index, (row, data) in enumerate(scenes):
