@@ -11,7 +11,7 @@ import pytest
 
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.report import DecodeReport
-from aiprod_recipes.media.video import decode_frames, iter_frames
+from aiprod_recipes.media.video import SceneFrames, decode_frames, iter_frames
 from tests.media_fixtures import (
     damage_packets,
     make_clip,
@@ -150,3 +150,39 @@ def test_ts_damage_shows_as_gap(tmp_path: Path) -> None:
     frames = decode_frames(tmp_path / "hurt.ts", 24, report=report)
     assert frames.shape[0] == 48 and report.frames_decoded < 48
     assert report.gaps + report.bad_packets >= 1
+
+
+SCENES = [(0.0, 1.2), (1.2, 3.04), (3.04, 5.48), (5.5, 7.48), (9.0, 9.68)]
+"""bikes.mp4's cuts (each on a keyframe), with a gap and a range near the end."""
+
+
+@pytest.mark.parametrize("fps", [25, 24])
+def test_scene_frames_match_iter_frames_from_one_decode(fps: int) -> None:
+    path = real_clip("bikes.mp4")
+    report = DecodeReport()
+    with SceneFrames(path, fps, report=report) as video:
+        for start, end in SCENES:
+            ours = [(t, f) for t, f in video.frames(start, end)]
+            theirs = list(iter_frames(path, fps, start, end))
+            assert [t for t, _ in ours] == [t for t, _ in theirs]
+            assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ours, theirs, strict=True))
+    assert report.frames_decoded <= 250  # every packet decoded at most once
+
+
+def test_scene_frames_on_an_mpeg_ts_without_an_index(tmp_path: Path) -> None:
+    path = make_ts(tmp_path / "cam.ts", n=96)
+    ranges = [(0.0, 1.0), (1.0, 2.5), (3.0, 4.0)]
+    with SceneFrames(path, 24) as video:
+        parts = [np.stack([f for _, f in video.frames(a, b)]) for a, b in ranges]
+    full = decode_frames(path, 24)
+    assert np.array_equal(np.concatenate(parts), np.concatenate([full[:60], full[72:]]))
+
+
+def test_scene_frames_want_ranges_in_order_and_inside_the_clip(tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "c.mp4", n=24)
+    with SceneFrames(path, 24) as video:
+        assert len(list(video.frames(0.5, 0.75))) == 6
+        with pytest.raises(ValueError, match="increasing"):
+            list(video.frames(0.25, 0.5))
+        with pytest.raises(MediaError, match="no video frames between"):
+            list(video.frames(2.0, 3.0))

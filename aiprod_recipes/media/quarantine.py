@@ -80,9 +80,9 @@ def damage_entries(source: str, source_key: str, scenes: list[Scene], items: lis
                    found: Iterable[Damage]) -> list[dict[str, Any]]:
     """Entries for the damage found while cutting one source, one per damaged spot.
 
-    Each scene is decoded from a keyframe before its start, so a spot near a cut is seen
-    twice; repeats are dropped. A spot names the clip whose time range holds it, or None
-    when it lies outside every kept scene.
+    Sound is read per scene from a little before its start, so a spot near a cut can be
+    seen twice; repeats are dropped. A spot names the clip whose time range holds it, or
+    None when it lies outside every kept scene.
     """
     unique = {(d.time_s, d.stream, d.what): d for d in found}
     entries = []

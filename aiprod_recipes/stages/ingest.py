@@ -35,10 +35,10 @@ from aiprod_recipes.media.encode import encode_mp4, even_crop
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.probe import check_frame_size, probe
 from aiprod_recipes.media.quarantine import Quarantine, damage_entries, recorded_damage
-from aiprod_recipes.media.report import Damage, DecodeReport
+from aiprod_recipes.media.report import DecodeReport
 from aiprod_recipes.media.scenes import detect_scenes, split_long
 from aiprod_recipes.media.sources import find_clips
-from aiprod_recipes.media.video import iter_frames
+from aiprod_recipes.media.video import SceneFrames
 from aiprod_recipes.names import CLIP_TENSOR, QUARANTINE_FILE
 from aiprod_recipes.provenance import sha256_file
 from aiprod_recipes.spec import Ingest, Spec
@@ -80,7 +80,7 @@ def clip_id(source: str, sha: str, index: int) -> str:
     return f"{stem}-{sha[:8]}-{index:03d}"
 
 
-def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
+def _encode_scene(path: Path, video: SceneFrames, cfg: Ingest, start: float, end: float,
                   report: DecodeReport) -> tuple[bytes, int, tuple[int, int], bool]:
     """Decode one scene at the target fps and encode it; returns bytes, frames, size, audio."""
     count = 0
@@ -88,10 +88,7 @@ def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
 
     def frames():
         nonlocal count, size
-        # One frame at a time: the frames kept and the damage times must not depend on the
-        # machine's core count (see iter_frames).
-        for _, frame in iter_frames(path, cfg.fps, start, end, report=report,
-                                    frame_threads=False):
+        for _, frame in video.frames(start, end):
             frame = even_crop(frame)
             count += 1
             size = (frame.shape[1], frame.shape[0])
@@ -122,21 +119,22 @@ def process_source(path: Path, source: str, sha: str, cfg: Ingest, quarantine: Q
         raise MediaError(f"no scene of at least {cfg.min_duration_s}s "
                          f"(clip is {info.duration_s:.2f}s)", path)
     out = []
-    found: list[Damage] = []
-    for index, (start, end) in enumerate(scenes):
-        report = DecodeReport()
-        data, frames, (w, h), has_audio = _encode_scene(path, cfg, start, end, report)
-        found.extend(report.events)
-        row = {
-            "source": source, "source_sha256": sha, "start_s": round(start, 6),
-            "end_s": round(end, 6), "duration_s": round(frames / cfg.fps, 6), "fps": cfg.fps,
-            "width": w, "height": h, "frames": frames, "has_audio": has_audio,
-            "content_hash": hashlib.sha256(data).hexdigest(),
-            "item": clip_id(source, sha, index),
-        }
-        out.append((row, data))
+    report = DecodeReport()
+    # One forward decode for all scenes, one frame at a time: the frames kept and the
+    # damage times must not depend on the machine's core count (see iter_frames).
+    with SceneFrames(path, cfg.fps, report=report, frame_threads=False) as video:
+        for index, (start, end) in enumerate(scenes):
+            data, frames, (w, h), has_audio = _encode_scene(path, video, cfg, start, end, report)
+            row = {
+                "source": source, "source_sha256": sha, "start_s": round(start, 6),
+                "end_s": round(end, 6), "duration_s": round(frames / cfg.fps, 6),
+                "fps": cfg.fps, "width": w, "height": h, "frames": frames,
+                "has_audio": has_audio, "content_hash": hashlib.sha256(data).hexdigest(),
+                "item": clip_id(source, sha, index),
+            }
+            out.append((row, data))
     quarantine.damaged.extend(damage_entries(source, source_key, scenes,
-                                             [row["item"] for row, _ in out], found))
+                                             [row["item"] for row, _ in out], report.events))
     return out
 
 
