@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from aiprod_recipes import names
 from aiprod_recipes.media.sources import AUDIO_ONLY, CAPTION_FILE, HIDDEN_FILE, NOT_MEDIA
 from aiprod_recipes.media.video import decode_frames
-from aiprod_recipes.names import CLIP_TENSOR
+from aiprod_recipes.names import CLIP_TENSOR, QUARANTINE_FILE, stage_dir
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.stages import ingest
 from aiprod_recipes.store.shards import ShardReader
@@ -23,8 +24,8 @@ from tests.conftest import write_spec
 from tests.media_fixtures import SAMPLE_DIR, damage_packets, make_clip, make_mpeg2, pattern_frames
 from tests.test_media_sources import write_pdf, write_wav
 
-INGEST = Path("data/stages/ingest")
-QUARANTINE = INGEST / "quarantine.json"
+INGEST = stage_dir(names.INGEST)
+QUARANTINE = INGEST / QUARANTINE_FILE
 
 
 def _frames_of(data: bytes) -> np.ndarray:
@@ -128,4 +129,4 @@ def test_the_number_of_workers_never_changes_the_output(project: Path, tmp_path:
         run_stage("ingest")
         outputs.append({p.name: p.read_bytes() for p in sorted(INGEST.iterdir())})
     assert outputs[0] == outputs[1]
-    assert len(json.loads(outputs[0]["quarantine.json"])["damaged"]) >= 1
+    assert len(json.loads(outputs[0][QUARANTINE_FILE])["damaged"]) >= 1
