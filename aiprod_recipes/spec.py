@@ -69,8 +69,10 @@ class Data(Base):
     )
     extensions: Annotated[
         list[str],
-        described("File extensions treated as clips (lower case, with dot).", min_length=1)
-    ] = msgspec.field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
+        described("Only files with these extensions are clips (lower case, with dot); "
+                  "empty: every file but hidden files and caption sidecars is opened and "
+                  "kept when it holds video.")
+    ] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         for ext in self.extensions:

@@ -134,3 +134,27 @@ def make_ts(path: Path, n: int = 48, clock_start_s: int = 10) -> Path:
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
     return path
+
+
+def make_mpeg2(path: Path, n: int = 30, width: int = 721, height: int = 405,
+               fps: int = 25) -> Path:
+    """An MPEG-2 program stream (.mpg, as DVD rips and old cameras write) with MP2 sound;
+    MPEG-2 allows odd frame sizes, so 721x405 is a real case."""
+    pcm = tone(n / fps, 48000, 2)
+    with av.open(str(path), "w", format="mpeg") as container:
+        video = container.add_stream("mpeg2video", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("mp2", rate=48000)
+        audio.layout = "stereo"
+        for i, array in enumerate(pattern_frames(n, width=width, height=height)):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        for k in range(0, pcm.shape[1] - 1151, 1152):
+            chunk = np.ascontiguousarray(pcm[:, k : k + 1152])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, k
+            container.mux(audio.encode(frame))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path

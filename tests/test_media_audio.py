@@ -9,7 +9,15 @@ import pytest
 
 from aiprod_recipes.media.audio import decode_audio
 from aiprod_recipes.media.probe import probe
-from tests.media_fixtures import make_audio_only, make_clip, make_ts, real_clip, tone
+from aiprod_recipes.media.report import DecodeReport
+from tests.media_fixtures import (
+    make_audio_only,
+    make_clip,
+    make_mpeg2,
+    make_ts,
+    real_clip,
+    tone,
+)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -66,3 +74,16 @@ def test_ts_audio_measured_from_video_start(tmp_path: Path) -> None:
     ref = tone(2.0)[0]
     lag = int(np.argmax(np.correlate(pcm[0, 4000:8000], ref[4000 - 40 : 8000 + 40], "valid")))
     assert abs(lag - 40) <= 2  # within 2 samples of the encoded position
+
+
+def test_a_seek_into_an_mpeg_program_stream_is_not_damage(tmp_path: Path) -> None:
+    """MPEG-PS has no index: a seek lands mid-packet and the first MP2 frames do not decode.
+    That is the seek's doing, so it is noted but not reported as damage, and the samples
+    match a decode from the start."""
+    path = make_mpeg2(tmp_path / "dvd.mpg", n=50, width=64, height=48)
+    report = DecodeReport()
+    part = decode_audio(path, 48000, 2, 0.5, 1.5, report=report)
+    assert not report.damaged and report.events == []
+    assert any("right after a seek" in m for m in report.messages)
+    full = decode_audio(path, 48000, 2)
+    assert np.abs(part - full[:, 24000:72000]).max() < 1e-4

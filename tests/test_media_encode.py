@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aiprod_recipes.media.audio import decode_audio
-from aiprod_recipes.media.encode import encode_mp4
+from aiprod_recipes.media.encode import encode_mp4, even_crop
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.probe import probe
 from aiprod_recipes.media.video import decode_frames
@@ -60,6 +60,17 @@ def test_odd_size_rejected(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as err:
         encode_mp4(tmp_path / "odd.mp4", frames, 24)
     assert err.value.reason == "odd frame size 641x479"
+
+
+def test_even_crop_drops_one_edge_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (405, 721, 3), np.uint8)
+    even = even_crop(frame)
+    assert even.shape == (404, 720, 3) and np.shares_memory(even, frame)
+    assert np.array_equal(even, frame[:404, :720])
+    ready = np.zeros((96, 128, 3), np.uint8)
+    assert even_crop(ready) is ready
+    encode_mp4(tmp_path / "cropped.mp4", [even] * 3, 24)
+    assert probe(tmp_path / "cropped.mp4").width == 720
 
 
 def test_mismatched_frames_rejected(tmp_path: Path) -> None:

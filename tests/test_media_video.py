@@ -11,7 +11,7 @@ import pytest
 
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.report import DecodeReport
-from aiprod_recipes.media.video import decode_frames, iter_frames
+from aiprod_recipes.media.video import SceneFrames, decode_frames, iter_frames
 from tests.media_fixtures import (
     damage_packets,
     make_clip,
@@ -87,6 +87,25 @@ def test_corrupt_packets_mid_stream_keep_the_rest(tmp_path: Path) -> None:
     assert any("bad packet" in m for m in report.messages)
 
 
+def _packet_times(path: Path) -> list[float]:
+    """Presentation time of each video packet in decode order (as ``damage_packets`` counts)."""
+    with av.open(str(path)) as container:
+        return [round(float(p.pts * p.time_base), 6) for p in container.demux(video=0)
+                if p.size and p.pos >= 0]
+
+
+@pytest.mark.parametrize("which", [20, 45])  # mid-stream, and among the last packets
+def test_damage_is_timed_at_the_bad_packet(tmp_path: Path, which: int) -> None:
+    clean = make_clip(tmp_path / "clean.mp4", n=48)
+    broken = damage_packets(clean, tmp_path / "broken.mp4", slice(which, which + 1))
+    report = DecodeReport()
+    frames = [f for _, f in iter_frames(broken, 24, report=report, frame_threads=False)]
+    assert len(frames) == 48
+    bad = [d for d in report.events if d.what.startswith("bad packet")]
+    assert [(d.time_s, d.stream) for d in bad] == [(_packet_times(clean)[which], "video")]
+    assert report.bad_packets == 1
+
+
 def test_all_video_packets_garbage(tmp_path: Path) -> None:
     clean = make_clip(tmp_path / "clean.mp4", n=24)
     broken = damage_packets(clean, tmp_path / "garbage.mp4", slice(None))
@@ -131,3 +150,39 @@ def test_ts_damage_shows_as_gap(tmp_path: Path) -> None:
     frames = decode_frames(tmp_path / "hurt.ts", 24, report=report)
     assert frames.shape[0] == 48 and report.frames_decoded < 48
     assert report.gaps + report.bad_packets >= 1
+
+
+SCENES = [(0.0, 1.2), (1.2, 3.04), (3.04, 5.48), (5.5, 7.48), (9.0, 9.68)]
+"""bikes.mp4's cuts (each on a keyframe), with a gap and a range near the end."""
+
+
+@pytest.mark.parametrize("fps", [25, 24])
+def test_scene_frames_match_iter_frames_from_one_decode(fps: int) -> None:
+    path = real_clip("bikes.mp4")
+    report = DecodeReport()
+    with SceneFrames(path, fps, report=report) as video:
+        for start, end in SCENES:
+            ours = [(t, f) for t, f in video.frames(start, end)]
+            theirs = list(iter_frames(path, fps, start, end))
+            assert [t for t, _ in ours] == [t for t, _ in theirs]
+            assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ours, theirs, strict=True))
+    assert report.frames_decoded <= 250  # every packet decoded at most once
+
+
+def test_scene_frames_on_an_mpeg_ts_without_an_index(tmp_path: Path) -> None:
+    path = make_ts(tmp_path / "cam.ts", n=96)
+    ranges = [(0.0, 1.0), (1.0, 2.5), (3.0, 4.0)]
+    with SceneFrames(path, 24) as video:
+        parts = [np.stack([f for _, f in video.frames(a, b)]) for a, b in ranges]
+    full = decode_frames(path, 24)
+    assert np.array_equal(np.concatenate(parts), np.concatenate([full[:60], full[72:]]))
+
+
+def test_scene_frames_want_ranges_in_order_and_inside_the_clip(tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "c.mp4", n=24)
+    with SceneFrames(path, 24) as video:
+        assert len(list(video.frames(0.5, 0.75))) == 6
+        with pytest.raises(ValueError, match="increasing"):
+            list(video.frames(0.25, 0.5))
+        with pytest.raises(MediaError, match="no video frames between"):
+            list(video.frames(2.0, 3.0))

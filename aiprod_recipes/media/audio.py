@@ -32,11 +32,14 @@ def _clip_end_s(container: av.container.InputContainer, audio: av.AudioStream) -
 
 def _seek(
     container: av.container.InputContainer, audio: av.AudioStream, start_s: float, origin: float
-) -> None:
-    """Seek a little before ``start_s``; samples are placed by pts, so landing early is free."""
+) -> bool:
+    """Seek a little before ``start_s``; samples are placed by pts, so landing early is free.
+    Returns whether it seeked."""
     target = start_s - 0.1
     if target > 0 and audio.time_base is not None:
         container.seek(int((target + origin) / audio.time_base), stream=audio, backward=True)
+        return True
+    return False
 
 
 def _align_phase(frame: av.AudioFrame, sample_rate: int) -> av.AudioFrame:
@@ -118,12 +121,14 @@ def decode_audio(
         end = _clip_end_s(container, audio) if end_s is None else end_s
         if end <= start_s:
             raise ValueError(f"bad range: start_s={start_s}, end_s={end}")
-        origin = float(time_origin(container))
+        clock = time_origin(container)
+        origin = float(clock)
         length = round((end - start_s) * sample_rate)
         placer = _Placer(channels, sample_rate, start_s, origin, length)
         resampler = av.AudioResampler(format="fltp", layout=LAYOUTS[channels], rate=sample_rate)
-        _seek(container, audio, start_s, origin)
-        for i, frame in enumerate(decode_packets(container, audio, report)):
+        seeked = _seek(container, audio, start_s, origin)
+        packets = decode_packets(container, audio, report, clock, after_seek=seeked)
+        for i, frame in enumerate(packets):
             if i == 0 and start_s > 0:
                 frame = _align_phase(frame, sample_rate)
             for chunk in resampler.resample(frame):

@@ -27,6 +27,18 @@ AUDIO_CHUNK = 1024  # samples per AAC frame
 LAYOUTS = {1: "mono", 2: "stereo"}
 
 
+def even_crop(frame: np.ndarray) -> np.ndarray:
+    """``frame`` without its last row and/or column when its height or width is odd.
+
+    yuv420p, the pixel format every player reads, needs even sizes. Dropping one edge line
+    keeps every other pixel exactly as decoded, where scaling to an even size would
+    resample the whole picture (and blur it) to move the aspect ratio by the same sliver.
+    The result is a view (no copy); the encoder reads strided frames as they are.
+    """
+    h, w = frame.shape[:2]
+    return frame if not (h % 2 or w % 2) else frame[: h - h % 2, : w - w % 2]
+
+
 def _check_frame(frame: np.ndarray, shape: tuple[int, ...]) -> None:
     """Every frame must match the first: the stream's size is fixed at open time."""
     if frame.dtype != np.uint8 or frame.shape != shape:
@@ -128,7 +140,8 @@ def encode_mp4(
     """Encode ``[H, W, 3]`` uint8 RGB frames (and ``[C, T]`` float32 audio) to mp4.
 
     Same inputs, same bytes.  Frame sizes must be even (yuv420p); an odd size raises
-    ``MediaError``.  ``frames`` may be any iterable, so long clips stream through.
+    ``MediaError`` (``even_crop`` makes any frame fit).  ``frames`` may be any iterable,
+    so long clips stream through.
     """
     rate = Fraction(fps).limit_denominator(1001)
     first, stream_of_frames = _first_frame(frames)

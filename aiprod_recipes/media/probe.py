@@ -133,13 +133,13 @@ def probe(path: str | Path) -> MediaInfo:
 def check_frame_size(info: MediaInfo, max_w: int = MAX_WIDTH, max_h: int = MAX_HEIGHT) -> None:
     """Reject frame sizes the pipeline cannot handle, before decoding a single frame.
 
-    Oversize frames would exhaust memory when decoded to RGB; odd sizes cannot be
-    re-encoded as yuv420p without a resize, so both are quarantine reasons.
+    Oversize frames would exhaust memory when decoded to RGB. Odd sizes are fine: ingest
+    drops the last odd row or column (``even_crop``), so a frame needs at least 2x2 pixels.
     """
     w, h = info.width, info.height
     if w <= 0 or h <= 0:
         raise MediaError(f"invalid frame size {w}x{h}")
     if w > max_w or h > max_h:
         raise MediaError(f"frame size {w}x{h} exceeds the {max_w}x{max_h} limit")
-    if w % 2 or h % 2:
-        raise MediaError(f"odd frame size {w}x{h}")
+    if w < 2 or h < 2:
+        raise MediaError(f"frame size {w}x{h} is too small (at least 2x2)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 
@@ -74,9 +75,9 @@ def _frames_from(
     after a seek is already past ``start`` (or never comes), decode from the beginning.
     """
     if not _seek(container, stream, start, origin, report):
-        yield from decode_packets(container, stream, report)
+        yield from decode_packets(container, stream, report, origin)
         return
-    frames = decode_packets(container, stream, report)
+    frames = decode_packets(container, stream, report, origin, after_seek=True)
     first = next(frames, None)
     if first is not None and (first.pts is None or first.pts * stream.time_base - origin <= start):
         yield first
@@ -85,7 +86,7 @@ def _frames_from(
     frames.close()
     report.note("seek landed past start_s; decoded from the beginning instead")
     _rewind(container)
-    yield from decode_packets(container, stream, report)
+    yield from decode_packets(container, stream, report, origin)
 
 
 def _frame_duration(frame: av.VideoFrame, time_base: Fraction, nominal: Fraction) -> Fraction:
@@ -130,12 +131,17 @@ class _Resampler:
 
 
 def _timed_frames(
-    path: str | Path, rate: Fraction, start: Fraction, end: Fraction | None, report: DecodeReport
+    path: str | Path,
+    rate: Fraction,
+    start: Fraction,
+    end: Fraction | None,
+    report: DecodeReport,
+    frame_threads: bool,
 ) -> Iterator[tuple[Fraction, av.VideoFrame]]:
     """Decoded frames placed on the output time grid (still in decoder format)."""
     with open_input(path) as container:
         stream = first_video_stream(container, path)
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if frame_threads else "SLICE"
         time_base, nominal = Fraction(stream.time_base), 1 / stream_fps(stream)
         origin = time_origin(container)
         out = _Resampler(rate, start, end)
@@ -150,6 +156,98 @@ def _timed_frames(
                 break
         if last is not None:
             yield from out.finish(last_t + _frame_duration(last, time_base, nominal))
+
+
+class SceneFrames:
+    """Frames of consecutive time ranges (scenes) of one clip, from one forward decode.
+
+    ``iter_frames`` seeks for each range. A seek lands on the keyframe before the range
+    (aimed one frame early, so when the encoder put a keyframe at the cut, that is the start
+    of the previous scene), and containers without an index fall back to decoding from the
+    start: cutting a clip into N scenes that way decodes much of it up to N times. Here each
+    packet is decoded once, in order, and each range gets the same frames ``iter_frames``
+    gives it (at each output time, the last frame shown at or before it). Ranges must come
+    in time order, each consumed before the next is asked for.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Fraction,
+        *,
+        report: DecodeReport | None = None,
+        frame_threads: bool = True,
+    ) -> None:
+        self.path = path
+        self.rate = as_fraction(fps, 1001)
+        self.report = report if report is not None else DecodeReport()
+        self.frame_threads = frame_threads
+        self._stack = ExitStack()
+        self._decoded: Iterator[tuple[Fraction, av.VideoFrame]] | None = None
+        self._recent: deque[tuple[Fraction, av.VideoFrame]] = deque(maxlen=2)
+        self._tail: Fraction | None = None  # when the last frame's reign ends, once known
+        self._after = Fraction(0)
+        self._count = 0  # video frames decoded (the report may also count audio)
+
+    def __enter__(self) -> SceneFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _decode(self) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        container = self._stack.enter_context(open_input(self.path))
+        stream = first_video_stream(container, self.path)
+        stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
+        time_base, nominal = Fraction(stream.time_base), 1 / stream_fps(stream)
+        origin = time_origin(container)
+        last_t, last = Fraction(-1), None
+        for frame in decode_packets(container, stream, self.report, origin):
+            t = frame.pts * time_base - origin if frame.pts is not None else last_t + nominal
+            if last is not None and t - last_t > 2 * nominal:
+                self.report.gaps += 1
+            self._count += 1
+            yield t, frame
+            last_t, last = t, frame
+        if last is not None:
+            self._tail = last_t + _frame_duration(last, time_base, nominal)
+
+    def _timed(self, start: Fraction, end: Fraction) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+        """The range's output grid, resuming the decode where the previous range stopped.
+
+        The previous range stopped right after the frame that passed its end; that frame
+        and the one before it are the only ones that can be shown at this range's start,
+        so both are pushed again first.
+        """
+        if self._decoded is None:
+            self._decoded = self._decode()
+        out = _Resampler(self.rate, start, end)
+        for t, frame in self._recent:
+            yield from out.push(t, frame)
+        if out.done():
+            return
+        for t, frame in self._decoded:
+            self._recent.append((t, frame))
+            yield from out.push(t, frame)
+            if out.done():
+                return
+        if self._tail is not None:
+            yield from out.finish(self._tail)
+
+    def frames(self, start_s: float, end_s: float) -> Iterator[tuple[float, np.ndarray]]:
+        """``(t, frame)`` for ``t = start_s + k/fps < end_s``, as ``iter_frames`` yields them."""
+        start, end = as_fraction(start_s), as_fraction(end_s)
+        if start < self._after or end <= start:
+            raise ValueError(f"ranges must be increasing: {start_s}..{end_s} after {self._after}")
+        self._after = end
+        emitted = 0
+        for item in _to_rgb(self._timed(start, end)):
+            emitted += 1
+            yield item
+        if self._count == 0:
+            raise MediaError("no decodable video frames", self.path)
+        if emitted == 0:
+            raise MediaError(f"no video frames between {start_s}s and {end_s}s", self.path)
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -188,6 +286,7 @@ def iter_frames(
     end_s: float | None = None,
     *,
     report: DecodeReport | None = None,
+    frame_threads: bool = True,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(t, frame)`` for ``t = start_s + k/fps`` with ``t < end_s``.
 
@@ -195,6 +294,12 @@ def iter_frames(
     when one source frame covers several output times, so copy it before writing to it.
     Damaged packets are skipped and counted in ``report`` (pass one in to read it).
     Raises ``MediaError`` when nothing at all can be decoded.
+
+    ``frame_threads=False`` decodes one frame at a time (slice threads only). Use it for
+    files that may be damaged: a frame-threaded decoder reports a bad packet several packets
+    late and, near the end of a stream, can drop good frames or lose the error, by amounts
+    that depend on the core count; one frame at a time gives the same frames and the exact
+    packet times on every machine.
     """
     report = report if report is not None else DecodeReport()
     rate, start = as_fraction(fps, 1001), as_fraction(start_s)
@@ -202,7 +307,7 @@ def iter_frames(
     if rate <= 0 or start < 0 or (end is not None and end <= start):
         raise ValueError(f"bad range: fps={fps}, start_s={start_s}, end_s={end_s}")
     emitted, decoded_before = 0, report.frames_decoded  # a report may be shared
-    for item in _to_rgb(_timed_frames(path, rate, start, end, report)):
+    for item in _to_rgb(_timed_frames(path, rate, start, end, report, frame_threads)):
         emitted += 1
         yield item
     if report.frames_decoded == decoded_before:

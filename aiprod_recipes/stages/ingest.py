@@ -6,19 +6,24 @@ its key. A rerun copies the scenes of every raw clip whose key is unchanged from
 previous output (DVC keeps it: the output is persistent) and processes only new or changed
 clips; removed clips simply drop out. Bad media never stops the stage: each bad file is
 listed with a reason and the rest go on, unless the spec asks for strict mode or nothing
-usable is left.
+usable is left. Files that are not clips at all (caption sidecars, hidden files, audio,
+documents) are listed as skipped; damage found in kept clips is listed with its time in the
+source, and a reused clip keeps the damage recorded when it was made.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
+import os
 import re
 import sys
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -26,12 +31,14 @@ import torch
 from tqdm import tqdm
 
 from aiprod_recipes.media.audio import decode_audio
-from aiprod_recipes.media.encode import encode_mp4
+from aiprod_recipes.media.encode import encode_mp4, even_crop
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.probe import check_frame_size, probe
+from aiprod_recipes.media.quarantine import Quarantine, damage_entries, recorded_damage
 from aiprod_recipes.media.report import DecodeReport
 from aiprod_recipes.media.scenes import detect_scenes, split_long
-from aiprod_recipes.media.video import iter_frames
+from aiprod_recipes.media.sources import find_clips
+from aiprod_recipes.media.video import SceneFrames
 from aiprod_recipes.names import CLIP_TENSOR, QUARANTINE_FILE
 from aiprod_recipes.provenance import sha256_file
 from aiprod_recipes.spec import Ingest, Spec
@@ -41,30 +48,19 @@ from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open
 
 CLIP_AUDIO_RATE = 48_000
 CLIP_AUDIO_CHANNELS = 2
+MAX_WORKERS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-@dataclass
-class Quarantine:
-    """Inputs that were rejected, and inputs kept despite damage."""
-
-    rejected: list[dict[str, str]] = field(default_factory=list)
-    damaged: list[dict[str, Any]] = field(default_factory=list)
-
-    def write(self, folder: Path) -> None:
-        doc = {"rejected": self.rejected, "damaged": self.damaged}
-        (folder / QUARANTINE_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-
-
-def find_sources(raw_dir: Path, extensions: list[str]) -> list[str]:
-    """Clip files under ``raw_dir`` (recursively), as sorted posix paths relative to it."""
+def find_sources(raw_dir: Path, extensions: list[str], quarantine: Quarantine) -> list[str]:
+    """Clip files under ``raw_dir`` (recursively), as sorted posix paths relative to it;
+    every other file goes to the quarantine's skipped list with its reason."""
     if not raw_dir.is_dir():
         raise StageFailed(f"data.raw_dir: {raw_dir} is not a folder")
-    exts = set(extensions)
-    return sorted(
-        p.relative_to(raw_dir).as_posix()
-        for p in raw_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
-    )
+    clips, skipped = find_clips(raw_dir, extensions)
+    quarantine.skipped = [s.as_dict() for s in skipped]
+    return clips
 
 
 POLICY_ONLY = ("strict",)
@@ -84,7 +80,7 @@ def clip_id(source: str, sha: str, index: int) -> str:
     return f"{stem}-{sha[:8]}-{index:03d}"
 
 
-def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
+def _encode_scene(path: Path, video: SceneFrames, cfg: Ingest, start: float, end: float,
                   report: DecodeReport) -> tuple[bytes, int, tuple[int, int], bool]:
     """Decode one scene at the target fps and encode it; returns bytes, frames, size, audio."""
     count = 0
@@ -92,7 +88,8 @@ def _encode_scene(path: Path, cfg: Ingest, start: float, end: float,
 
     def frames():
         nonlocal count, size
-        for _, frame in iter_frames(path, cfg.fps, start, end, report=report):
+        for _, frame in video.frames(start, end):
+            frame = even_crop(frame)
             count += 1
             size = (frame.shape[1], frame.shape[0])
             yield frame
@@ -111,9 +108,10 @@ def _scenes_of(path: Path, cfg: Ingest) -> list[tuple[float, float]]:
     return split_long(found, cfg.min_duration_s, cfg.max_duration_s)
 
 
-def process_source(path: Path, source: str, sha: str, cfg: Ingest,
-                   quarantine: Quarantine) -> list[tuple[dict[str, Any], bytes]]:
-    """All scene clips of one raw clip, as (manifest row, mp4 bytes); raises MediaError."""
+def process_source(path: Path, source: str, sha: str, cfg: Ingest, quarantine: Quarantine,
+                   source_key: str) -> list[tuple[dict[str, Any], bytes]]:
+    """All scene clips of one raw clip, as (manifest row, mp4 bytes); raises MediaError.
+    Damage found on the way goes to the quarantine, under ``source_key``."""
     info = probe(path)
     check_frame_size(info, cfg.max_width, cfg.max_height)
     scenes = _scenes_of(path, cfg)
@@ -121,21 +119,22 @@ def process_source(path: Path, source: str, sha: str, cfg: Ingest,
         raise MediaError(f"no scene of at least {cfg.min_duration_s}s "
                          f"(clip is {info.duration_s:.2f}s)", path)
     out = []
-    for index, (start, end) in enumerate(scenes):
-        report = DecodeReport()
-        data, frames, (w, h), has_audio = _encode_scene(path, cfg, start, end, report)
-        if report.damaged:
-            quarantine.damaged.append({"source": source, "scene": index, "kept": True,
-                                       "bad_packets": report.bad_packets,
-                                       "messages": report.messages[:5]})
-        row = {
-            "source": source, "source_sha256": sha, "start_s": round(start, 6),
-            "end_s": round(end, 6), "duration_s": round(frames / cfg.fps, 6), "fps": cfg.fps,
-            "width": w, "height": h, "frames": frames, "has_audio": has_audio,
-            "content_hash": hashlib.sha256(data).hexdigest(),
-            "item": clip_id(source, sha, index),
-        }
-        out.append((row, data))
+    report = DecodeReport()
+    # One forward decode for all scenes, one frame at a time: the frames kept and the
+    # damage times must not depend on the machine's core count (see iter_frames).
+    with SceneFrames(path, cfg.fps, report=report, frame_threads=False) as video:
+        for index, (start, end) in enumerate(scenes):
+            data, frames, (w, h), has_audio = _encode_scene(path, video, cfg, start, end, report)
+            row = {
+                "source": source, "source_sha256": sha, "start_s": round(start, 6),
+                "end_s": round(end, 6), "duration_s": round(frames / cfg.fps, 6),
+                "fps": cfg.fps, "width": w, "height": h, "frames": frames,
+                "has_audio": has_audio, "content_hash": hashlib.sha256(data).hexdigest(),
+                "item": clip_id(source, sha, index),
+            }
+            out.append((row, data))
+    quarantine.damaged.extend(damage_entries(source, source_key, scenes,
+                                             [row["item"] for row, _ in out], report.events))
     return out
 
 
@@ -158,54 +157,84 @@ def _reuse_rows(previous: ShardReader | None, source_key: str) -> list[dict[str,
                   key=lambda r: r["key"])
 
 
+def workers() -> int:
+    """Sources cut at once, each on its own thread (FFmpeg, x264 and OpenCV release the GIL),
+    so short clips keep many cores busy. A runtime choice: each source's clips are made the
+    same way whatever the count, and they are written in key order."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, cores or 1))
+
+
+def _in_order(fn: Callable[[T], R], items: list[T], count: int) -> Iterator[R]:
+    """``fn`` over ``items`` on ``count`` threads; results in order, at most ``count`` ahead
+    of the consumer, so memory stays bounded."""
+    pool = ThreadPoolExecutor(count)
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > count:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def run(spec: Spec, paths: StagePaths) -> Report:
     cfg = spec.ingest
-    sources = find_sources(paths.raw_dir, spec.data.extensions)
+    quarantine = Quarantine()
+    sources = find_sources(paths.raw_dir, spec.data.extensions, quarantine)
     params = shaping_params(spec)
     print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
     hashed = [(s, sha256_file(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
-    quarantine = Quarantine()
     keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
                    for s, sha in _unique(hashed, quarantine))
     previous = open_previous(paths.previous)
+    old_damage = ({} if paths.previous is None
+                  else recorded_damage(paths.previous / QUARANTINE_FILE))
+    reusable = {key: _reuse_rows(previous, key) for key, _, _ in keyed}
+
+    def attempt(job: tuple[str, str, str]) -> list[tuple[dict[str, Any], bytes]] | MediaError:
+        source_key, source, sha = job
+        try:
+            return process_source(paths.raw_dir / source, source, sha, cfg, quarantine,
+                                  source_key)
+        except MediaError as e:
+            return e
+
+    jobs = [job for job in keyed if not reusable[job[0]]]
     processed = reused = 0
-    with ShardWriter(paths.out, previous) as writer:
-        for source_key, source, sha in tqdm(keyed, desc="ingest", unit="clip"):
-            old = _reuse_rows(previous, source_key)
+    with ShardWriter(paths.out, previous) as writer, \
+            closing(_in_order(attempt, jobs, workers())) as outcomes:
+        for source_key, source, _ in tqdm(keyed, desc="ingest", unit="clip"):
+            old = reusable[source_key]
             if old:
                 for row in old:
                     writer.reuse(row["key"], row["item"])
+                quarantine.damaged.extend(old_damage.get(source_key, []))
                 reused += 1
                 continue
-            try:
-                scenes = process_source(paths.raw_dir / source, source, sha, cfg, quarantine)
-            except MediaError as e:
+            scenes = next(outcomes)
+            if isinstance(scenes, MediaError):
                 if cfg.strict:
-                    raise StageFailed(f"ingest: {paths.raw_dir / source}: {e} "
-                                      "(ingest.strict = true)") from e
-                quarantine.rejected.append({"source": source, "reason": str(e)})
+                    raise StageFailed(f"ingest: {paths.raw_dir / source}: {scenes} "
+                                      "(ingest.strict = true)") from scenes
+                quarantine.rejected.append({"source": source, "reason": str(scenes)})
                 continue
             processed += 1
             for index, (row, data) in enumerate(scenes):
                 tensor = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
                 writer.add(f"{source_key}-{index:03d}", row["item"], {CLIP_TENSOR: tensor},
                            {**row, "source_key": source_key})
-    quarantine.write(paths.out)
+    quarantine.write(paths.out / QUARANTINE_FILE)
     clips = len(writer.rows)
-    _summarise(quarantine, len(sources), paths.final / QUARANTINE_FILE)
+    summary = quarantine.summary(len(sources))
+    if summary:
+        print(f"ingest: {summary}; details in {paths.final / QUARANTINE_FILE}", file=sys.stderr)
     if clips == 0:
         raise StageFailed(f"ingest: no usable clip in {paths.raw_dir} "
                           f"({len(quarantine.rejected)} rejected; see the quarantine report)")
     return {"sources": len(sources), "processed": processed, "reused": reused,
-            "rejected": len(quarantine.rejected), "clips": clips}
-
-
-def _summarise(quarantine: Quarantine, total: int, report: Path) -> None:
-    """One line on stderr about what was rejected or damaged, and where the details are."""
-    if quarantine.rejected or quarantine.damaged:
-        names = ", ".join(f"{r['source']} ({r['reason']})" for r in quarantine.rejected[:5])
-        more = "" if len(quarantine.rejected) <= 5 else f" and {len(quarantine.rejected) - 5} more"
-        print(f"ingest: {len(quarantine.rejected)} of {total} input(s) quarantined"
-              f"{': ' + names + more if names else ''}; {len(quarantine.damaged)} scene(s) kept "
-              f"with damage; details in {report}", file=sys.stderr)
-
+            "rejected": len(quarantine.rejected), "skipped": len(quarantine.skipped),
+            "clips": clips}
