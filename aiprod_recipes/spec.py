@@ -386,6 +386,7 @@ class Train(Base):
     log_every: Annotated[int, described("Steps between metric logs.", ge=1)] = 10
     accelerate_config: Annotated[str, described("accelerate config file for multi-process training "
                                          "(DDP, FSDP); empty: one process.")] = ""
+    compile: Annotated[bool, _d("Compile the transformer blocks with torch.compile.")] = False
 
     def __post_init__(self) -> None:
         _rule(self.checkpoint_every <= self.steps, "train.checkpoint_every",
@@ -415,6 +416,18 @@ class Quant(Base):
 
     base: Annotated[
         Literal["none", "int8", "fp8"], described("Frozen base weights precision.")] = "none"
+
+
+class Memory(Base):
+    """Where the frozen weights live during a run: runtime choices that never change results.
+
+    Whether ``blocks_to_swap`` is below the model's block count needs the model, so the
+    loader and the planner check it, not the spec.
+    """
+
+    blocks_to_swap: Annotated[int, _d(
+        "Transformer blocks kept in pinned CPU memory and moved to the GPU just before use.",
+        ge=0, le=128)] = 0
 
 
 class Eval(Base):
@@ -465,6 +478,7 @@ class Spec(Base):
     train: Train = msgspec.field(default_factory=Train)
     flow: Flow = msgspec.field(default_factory=Flow)
     quant: Quant = msgspec.field(default_factory=Quant)
+    memory: Memory = msgspec.field(default_factory=Memory)
     eval: Eval = msgspec.field(default_factory=Eval)
 
     def __post_init__(self) -> None:

@@ -50,6 +50,7 @@ CHANGES: dict[str, tuple[str, Any]] = {
     "train": ("train.seed", 7),
     "flow": ("flow.logit_std", 0.5),
     "quant": ("quant.base", "int8"),
+    "memory": ("memory.blocks_to_swap", 1),
     "eval": ("eval.seed", 1),
 }
 """One valid, cheap change per spec section."""
