@@ -120,6 +120,24 @@ def cmd_setup_dvc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from aiprod_recipes.planner import report
+    from aiprod_recipes.planner.configs import UnknownModel
+    from aiprod_recipes.planner.estimate import PlanError
+
+    spec = load_spec(args.file)
+    try:
+        size = args.gpu_memory or (None if report.plan_device(spec) == "cpu" else
+                                   report.local_gpu_bytes()) or report.DEFAULT_GPU
+        plan = report.plan_for(spec, args.model, report.parse_size(str(size)) if isinstance(
+            size, str) else size)
+    except (UnknownModel, PlanError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    print(report.render_json(plan, args.file) if args.json else report.render_text(plan, args.file))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiprod-recipes", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -151,6 +169,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="e.g. alice/my-ltx2-lora")
     push.add_argument("--token-env", default="HF_TOKEN", help="variable holding the token")
     push.add_argument("--public", action="store_true", help="create a public repo")
+    pl = add("plan", cmd_plan, "estimate the GPU memory of the run the spec describes",
+             spec_arg=False)
+    pl.add_argument("file", nargs="?", default=str(DEFAULT_SPEC), help="spec file")
+    pl.add_argument("--gpu-memory", help="GPU size, e.g. 24GiB, 80GB (default: this machine's "
+                    "GPU, else 24GiB)")
+    pl.add_argument("--model", help="plan a published model instead of model.source "
+                    "(ltx2-19b)")
+    pl.add_argument("--json", action="store_true", help="print one JSON object")
     add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
         spec_arg=False)
     return p

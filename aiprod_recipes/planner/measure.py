@@ -11,14 +11,36 @@ the planner's activation model is checked against the real training step on the 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 __all__ = ["LiveTensorBytes", "peak_bytes"]
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """The tensors in an op's arguments or results (flat containers only, as ATen has)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+_ALLOCATES: dict[Any, bool] = {}
+
+
+def _allocates(func: Any) -> bool:
+    """Whether ``func``'s results are new storages: not views, not in-place or out= results
+    (the schema marks those returns as aliases of an input)."""
+    if func not in _ALLOCATES:
+        _ALLOCATES[func] = not any(r.alias_info is not None for r in func._schema.returns)
+    return _ALLOCATES[func]
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -52,9 +74,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
-                self._track(leaf)
+        if _allocates(func):
+            for tensor in _tensors(out):
+                self._track(tensor)
         return out
 
 
