@@ -311,15 +311,19 @@ def _extrapolate(found: dict[int, _Probe], k: int, layers: int) -> Coefficients:
     return _clamped(_combine(found[k1].at(layers), found[k2].at(layers), 1 - x, x))
 
 
-_CACHE: dict[tuple[str, Regime], ActivationModel] = {}
+_PROBES: dict[tuple[str, Regime], dict[bool, dict[int, _Probe]]] = {}
 
 
 def activation_model(config: ModelConfig, regime: Regime) -> ActivationModel:
-    """The calibrated activation model of ``config`` trained under ``regime`` (cached)."""
-    key = (repr(sorted(config.transformer.items())), regime)
-    if key not in _CACHE:
-        found = _probe_all(config, regime)
-        k, layers = real_width(config), config.num_layers
-        _CACHE[key] = ActivationModel(_extrapolate(found[False], k, layers),
-                                      _extrapolate(found[True], k, layers))
-    return _CACHE[key]
+    """The calibrated activation model of ``config`` trained under ``regime``.
+
+    Probes are kept per process for the config's block shape (not its depth) and regime.
+    """
+    shape = {k: v for k, v in config.transformer.items() if k != "num_layers"}
+    key = (repr(sorted(shape.items())), regime)
+    if key not in _PROBES:
+        _PROBES[key] = _probe_all(config, regime)
+    found = _PROBES[key]
+    k, layers = real_width(config), config.num_layers
+    return ActivationModel(_extrapolate(found[False], k, layers),
+                           _extrapolate(found[True], k, layers))

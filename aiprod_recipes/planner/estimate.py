@@ -25,7 +25,7 @@ import msgspec
 
 from aiprod_recipes.planner.activations import Regime, activation_model
 from aiprod_recipes.planner.configs import ModelConfig
-from aiprod_recipes.planner.flops import StepFlops, step_flops
+from aiprod_recipes.planner.flops import StepFlops, reached_without_audio, step_flops
 from aiprod_recipes.planner.params import Inventory
 from aiprod_recipes.planner.workload import Workload, largest
 from aiprod_recipes.spec import Bucket, Spec
@@ -104,15 +104,23 @@ def _adam_state_bytes(sizes: list[int], optimizer: str, param_bytes: int) -> int
     return round(total)
 
 
-def _trainable(spec: Spec, inv: Inventory) -> tuple[list[int], int]:
-    """Element counts of the trainable tensors, and bytes per element."""
+def _trainable(spec: Spec, inv: Inventory) -> tuple[dict[str, int], int]:
+    """Name -> element count of the trainable tensors, and bytes per element."""
     if spec.train.mode == "full":
-        return list(inv.tensor_sizes), DTYPE_BYTES[spec.model.dtype]
+        return dict(inv.tensors), DTYPE_BYTES[spec.model.dtype]
     r = spec.lora.rank
-    sizes = []
+    sizes = {}
     for lin in inv.lora_targets(spec.lora.target_modules):
-        sizes += [r * lin.in_features, lin.out_features * r]
+        sizes[f"{lin.name}.lora_A"] = r * lin.in_features
+        sizes[f"{lin.name}.lora_B"] = lin.out_features * r
     return sizes, 4
+
+
+def _updated(spec: Spec, sizes: dict[str, int]) -> list[int]:
+    """The trainable tensors a step gives gradients (and so optimizer states) to."""
+    if spec.strategy.with_audio:
+        return list(sizes.values())
+    return [n for name, n in sizes.items() if reached_without_audio(name)]
 
 
 def check(spec: Spec, inv: Inventory) -> None:
@@ -133,7 +141,8 @@ def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
     load = load or largest(spec)
     dtype = DTYPE_BYTES[spec.model.dtype]
     sizes, param_bytes = _trainable(spec, inv)
-    trainable = sum(sizes) * param_bytes
+    updated = _updated(spec, sizes)
+    trainable, with_grads = sum(sizes.values()) * param_bytes, sum(updated) * param_bytes
     lora = spec.train.mode == "lora"
     frozen = inv.weight_bytes(dtype, spec.quant.base) if lora else 0
     block = inv.weight_bytes(dtype, spec.quant.base, blocks=1) if lora else 0
@@ -143,13 +152,13 @@ def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
                    "gradient_checkpointing": acts.bytes(load, True)}
     step_acts = activations["gradient_checkpointing" if spec.train.gradient_checkpointing
                             else "no_checkpointing"]
-    optimizer_step = trainable if spec.optim.optimizer == "adamw" else 0
+    optimizer_step = with_grads if spec.optim.optimizer == "adamw" else 0
     breakdown = {
         "transformer_weights": frozen,
         "block_swap": -max(0, swapped - SWAP_IN_FLIGHT) * block,
         "trainable_weights": trainable,
-        "gradients": trainable,
-        "optimizer_states": _adam_state_bytes(sizes, spec.optim.optimizer, param_bytes),
+        "gradients": with_grads,
+        "optimizer_states": _adam_state_bytes(updated, spec.optim.optimizer, param_bytes),
         "text_connectors": inv.processor * dtype,
         "activations": max(step_acts, optimizer_step),
     }
@@ -160,7 +169,7 @@ def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
     flops = step_flops(inv, load, spec.lora.rank if lora else None, targets,
                        spec.train.gradient_checkpointing,
                        spec.train.gradient_accumulation_steps)
-    return Estimate(load, sum(sizes), breakdown, activations, flops)
+    return Estimate(load, sum(sizes.values()), breakdown, activations, flops)
 
 
 def _set(spec: Spec, dotted: str, value: object) -> Spec:

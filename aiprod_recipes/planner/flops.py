@@ -46,6 +46,16 @@ _ATTENTION: dict[str, tuple[str, str]] = {
 }
 
 
+_AUDIO_ONLY = ("audio_", "video_to_audio_attn", "av_ca_", "scale_shift_table_a2v_ca_")
+
+
+def reached_without_audio(name: str) -> bool:
+    """Whether a parameter (dotted name) takes part in a step without audio tokens: the
+    audio stream and the audio/video cross-attention are skipped, so they get no gradient."""
+    local = name.split(".", 2)[2] if name.startswith("transformer_blocks.") else name
+    return not local.startswith(_AUDIO_ONLY)
+
+
 def token_kind(linear: Linear) -> str:
     """Which tokens pass through ``linear``: video, audio, text or sample."""
     local = linear.local

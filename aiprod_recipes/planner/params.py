@@ -61,8 +61,9 @@ class Inventory:
     linears: tuple[Linear, ...]
     processor: int
     """Parameters of the text connectors and their input projection."""
-    tensor_sizes: tuple[int, ...]
-    """Element counts of every parameter tensor (8-bit Adam treats small ones apart)."""
+    tensors: tuple[tuple[str, int], ...]
+    """Name and element count of every parameter tensor (8-bit Adam treats small ones
+    apart; a video-only strategy never reaches the audio ones)."""
 
     def lora_targets(self, target_modules: Iterable[str]) -> tuple[Linear, ...]:
         """The linears peft gives adapters to for ``target_modules``."""
@@ -132,5 +133,5 @@ def inventory(config: ModelConfig) -> Inventory:
         block_params=_count(blocks[0]) if len(blocks) else 0,
         linears=linears,
         processor=_processor_parameters(config),
-        tensor_sizes=tuple(p.numel() for p in model.parameters()),
+        tensors=tuple((name, p.numel()) for name, p in model.named_parameters()),
     )
