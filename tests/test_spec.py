@@ -28,6 +28,7 @@ BAD_CASES = {
         '[train]\nmode = "full"\n', "train.mode"),
     "max tokens": ("[text_encoder]\nmax_tokens = 200\n", "text_encoder.max_tokens"),
     "alpha 0": ("[lora]\nalpha = 0.0\n", "lora.alpha"),
+    "negative block swap": ("[memory]\nblocks_to_swap = -1\n", "memory.blocks_to_swap"),
     "missing checkpoint path": ('[model]\nsource = { type = "checkpoint", gemma_dir = "g" }\n',
                                 "model.source"),
     "not toml": ("[lora\n", "not valid TOML"),
