@@ -386,7 +386,8 @@ class Train(Base):
     log_every: Annotated[int, described("Steps between metric logs.", ge=1)] = 10
     accelerate_config: Annotated[str, described("accelerate config file for multi-process training "
                                          "(DDP, FSDP); empty: one process.")] = ""
-    compile: Annotated[bool, _d("Compile the transformer blocks with torch.compile.")] = False
+    compile: Annotated[bool, described(
+        "Compile the transformer blocks with torch.compile.")] = False
 
     def __post_init__(self) -> None:
         _rule(self.checkpoint_every <= self.steps, "train.checkpoint_every",
@@ -425,7 +426,7 @@ class Memory(Base):
     loader and the planner check it, not the spec.
     """
 
-    blocks_to_swap: Annotated[int, _d(
+    blocks_to_swap: Annotated[int, described(
         "Transformer blocks kept in pinned CPU memory and moved to the GPU just before use.",
         ge=0, le=128)] = 0
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from aiprod_recipes.cli import main
-from aiprod_recipes.model.loader import load_components, read_header
+from aiprod_recipes.model.header import read_header
+from aiprod_recipes.model.loader import load_components
 from aiprod_recipes.model.text import PromptFeatures
 from aiprod_recipes.model.tiny import TinyPaths, build_tiny_model
 from aiprod_recipes.model.tiny_config import GEMMA_HIDDEN

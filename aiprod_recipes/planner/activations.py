@@ -194,6 +194,7 @@ def _step(model: Any, config: dict[str, Any], regime: Regime, tokens: tuple[int,
     from aiprod_recipes.spec import Flow, TextToVideo
     from aiprod_recipes.training.forward import Tokens, audio_tokens, video_tokens
     from aiprod_recipes.training.objective import batch_losses, make_generators
+    from aiprod_recipes.training.strategies import strategy_for
 
     video_n, audio_n, text_n = tokens
     t = config["transformer"]
@@ -215,8 +216,8 @@ def _step(model: Any, config: dict[str, Any], regime: Regime, tokens: tuple[int,
         precision = (torch.autocast("cpu", dtype=torch.bfloat16) if regime.autocast
                      else contextlib.nullcontext())
         with precision:
-            losses = batch_losses(model, batch, context, TextToVideo(with_audio=regime.with_audio),
-                                  Flow(), make_generators(0))
+            strategy = strategy_for(TextToVideo(with_audio=regime.with_audio))
+            losses = batch_losses(model, batch, context, strategy, Flow(), make_generators(0))
         losses.total.backward()
 
     return run

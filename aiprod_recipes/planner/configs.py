@@ -1,7 +1,7 @@
 """Which transformer the planner sizes: a checkpoint's, the tiny one, or a published one.
 
 - a checkpoint spec: the ``config`` JSON in the safetensors header, read without touching
-  the tensors (``model.loader.checkpoint_config``);
+  the tensors (``model.header.checkpoint_config``);
 - the tiny spec: the config the base stage writes (``model.tiny_config.ltx_config``);
 - ``--model ltx2-19b``: the published LTX-2 19B configuration shipped with the package
   (``ltx2-19b.json``), to plan a run before the 40 GB checkpoint is on disk.
@@ -78,7 +78,7 @@ def _tiny(source: TinyModel) -> ModelConfig:
 
 
 def _checkpoint(source: CheckpointModel) -> ModelConfig:
-    from aiprod_recipes.model.loader import read_header
+    from aiprod_recipes.model.header import read_header
 
     path = Path(source.path)
     if not path.is_file():
