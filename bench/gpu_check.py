@@ -117,7 +117,8 @@ def build(config: Any, device: torch.device, dtype: torch.dtype
             processor = EmbeddingsProcessorConfigurator.from_config(config.config)
     modules = []
     for seed, module in enumerate((transformer, processor)):
-        module = module.to_empty(device=device).to(dtype)
+        # The dtype first, while on meta: the device then gets bf16 storage directly.
+        module = module.to(dtype).to_empty(device=device)
         init_weights(module, seed)
         modules.append(module)
     return modules[0], modules[1]

@@ -205,56 +205,66 @@ def _fitting_swap(spec: Spec, fits: Callable[[Spec], bool], inv: Inventory
     return None
 
 
-def _changes(spec: Spec) -> list[tuple[str, Spec]]:
-    """Single changes, cheapest first: speed before numerics, numerics before data."""
+def _speed_changes(spec: Spec) -> list[tuple[str, Spec]]:
+    """Settings that cost speed (or nothing), not results."""
     out = []
     if not spec.train.gradient_checkpointing:
         out.append(("train.gradient_checkpointing = true",
                     _set(spec, "train.gradient_checkpointing", True)))
     if spec.optim.optimizer == "adamw":
         out.append(('optim.optimizer = "adamw8bit"', _set(spec, "optim.optimizer", "adamw8bit")))
-    out.append(("swap", spec))
-    if spec.train.mode == "lora" and spec.quant.base == "none":
-        out.append(('quant.base = "int8"', _set(spec, "quant.base", "int8")))
-    out.append(("bucket", spec))
     return out
+
+
+def _numerics_changes(spec: Spec) -> list[tuple[str, Spec]]:
+    """Settings that change the numbers the model computes."""
+    if spec.train.mode == "lora" and spec.quant.base == "none":
+        return [('quant.base = "int8"', _set(spec, "quant.base", "int8"))]
+    return []
 
 
 def suggest(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
             gpu_bytes: int) -> Suggestion | None:
-    """The cheapest change (or, failing any single one, set of changes) that fits."""
+    """The cheapest change that fits; failing any single one, the cheapest set.
+
+    Single changes in order: gradient checkpointing, 8-bit Adam, the fewest swapped blocks
+    (these change speed, not results), an int8 base (numerics), the longest buckets that
+    fit (data). The set: those settings together, then the fewest swapped blocks or the
+    longest buckets on top.
+    """
     def peak(s: Spec) -> int:
         return estimate(s, config, inv, device).peak_bytes
 
     def fits(s: Spec) -> bool:
         return peak(s) <= gpu_bytes
 
-    def first_fit(base: Spec, done: tuple[str, ...], cumulative: bool
-                  ) -> tuple[tuple[str, ...], Spec, int] | None:
-        current, applied = base, done
-        for label, changed in _changes(base):
-            if label == "swap":
-                found = _fitting_swap(current, fits, inv)
-                if found is not None:
-                    return (*applied, found[0]), found[1], peak(found[1])
-                continue
-            if label == "bucket":
-                for text, shorter in _shorter_buckets(current):
-                    p = peak(shorter)
-                    if p <= gpu_bytes:
-                        return (*applied, text), shorter, p
-                continue
-            candidate = changed if not cumulative else _apply_like(current, changed, base)
-            if fits(candidate):
-                return (*applied, label), candidate, peak(candidate)
-            if cumulative:
-                current, applied = candidate, (*applied, label)
+    def search(base: Spec, done: tuple[str, ...], swap: bool = True,
+               buckets: bool = True) -> Suggestion | None:
+        found = _fitting_swap(base, fits, inv) if swap else None
+        if found is not None:
+            return Suggestion((*done, found[0]), peak(found[1]))
+        for text, shorter in _shorter_buckets(base) if buckets else ():
+            if fits(shorter):
+                return Suggestion((*done, text), peak(shorter))
         return None
 
-    single = first_fit(spec, (), cumulative=False)
-    if single is None:
-        single = first_fit(spec, (), cumulative=True)
-    return None if single is None else Suggestion(single[0], single[2])
+    speed, numerics = _speed_changes(spec), _numerics_changes(spec)
+    for text, changed in speed:
+        if fits(changed):
+            return Suggestion((text,), peak(changed))
+    found = search(spec, (), buckets=False)
+    for text, changed in numerics if found is None else ():
+        if fits(changed):
+            return Suggestion((text,), peak(changed))
+    found = found or search(spec, (), swap=False)
+    if found is not None:
+        return found
+    combined, done = spec, ()
+    for text, changed in (*speed, *numerics):
+        combined, done = _apply_like(combined, changed, spec), (*done, text)
+        if fits(combined):
+            return Suggestion(done, peak(combined))
+    return search(combined, done) if done else None
 
 
 def _apply_like(current: Spec, changed: Spec, base: Spec) -> Spec:
