@@ -127,14 +127,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file)
     try:
-        size = args.gpu_memory or (None if report.plan_device(spec) == "cpu" else
-                                   report.local_gpu_bytes()) or report.DEFAULT_GPU
-        plan = report.plan_for(spec, args.model, report.parse_size(str(size)) if isinstance(
-            size, str) else size)
-    except (UnknownModel, PlanError, ValueError) as e:
+        plan = report.plan_for(spec, args.model, report.gpu_bytes(spec, args.gpu_memory))
+    except (UnknownModel, PlanError, report.BadSize) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_SPEC
-    print(report.render_json(plan, args.file) if args.json else report.render_text(plan, args.file))
+    render = report.render_json if args.json else report.render_text
+    print(render(plan, args.file))
     return 0
 
 

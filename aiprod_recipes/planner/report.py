@@ -9,7 +9,8 @@ from typing import Any
 
 from aiprod_recipes.spec import Spec
 
-__all__ = ["DEFAULT_GPU", "parse_size", "plan_for", "render_json", "render_text"]
+__all__ = ["DEFAULT_GPU", "BadSize", "gpu_bytes", "parse_size", "plan_for", "render_json",
+           "render_text"]
 
 DEFAULT_GPU = "24GiB"
 """The GPU size planned for when none is given and no CUDA device is present."""
@@ -18,12 +19,16 @@ _UNITS = {"": 1 << 30, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "m": 1 << 20,
           "mib": 1 << 20, "mb": 10**6, "t": 1 << 40, "tib": 1 << 40, "tb": 10**12}
 
 
+class BadSize(ValueError):
+    """A GPU size that cannot be read."""
+
+
 def parse_size(text: str) -> int:
     """Bytes of "32GiB", "32GB" (10^9), "32G" or "32" (GiB), "24000MiB"..."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     unit = m.group(2).lower() if m else ""
     if m is None or unit not in _UNITS:
-        raise ValueError(f"--gpu-memory: not a size: {text!r} (e.g. 24GiB, 80GB, 48)")
+        raise BadSize(f"--gpu-memory: not a size: {text!r} (e.g. 24GiB, 80GB, 48)")
     return round(float(m.group(1)) * _UNITS[unit])
 
 
@@ -47,6 +52,14 @@ def local_gpu_bytes() -> int | None:
     if not torch.cuda.is_available():
         return None
     return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+
+
+def gpu_bytes(spec: Spec, text: str | None) -> int:
+    """The size asked for; else this machine's GPU when the run is for one; else 24 GiB."""
+    if text is not None:
+        return parse_size(text)
+    local = local_gpu_bytes() if plan_device(spec) == "cuda" else None
+    return local if local is not None else parse_size(DEFAULT_GPU)
 
 
 def plan_for(spec: Spec, model: str | None, gpu_bytes: int) -> Any:
