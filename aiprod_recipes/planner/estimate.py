@@ -19,7 +19,7 @@ swapped blocks can be on the GPU at once; adapters, gradients and optimizer stat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -88,7 +88,6 @@ class Plan:
     num_layers: int
     estimate: Estimate
     suggestion: Suggestion | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def fits(self) -> bool:
@@ -134,11 +133,10 @@ def check(spec: Spec, inv: Inventory) -> None:
                         'none (train.mode = "full")')
 
 
-def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
-             load: Workload | None = None) -> Estimate:
+def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str) -> Estimate:
     """Peak device memory of ``spec``'s training on ``config`` (its largest bucket)."""
     check(spec, inv)
-    load = load or largest(spec)
+    load = largest(spec)
     dtype = DTYPE_BYTES[spec.model.dtype]
     sizes, param_bytes = _trainable(spec, inv)
     updated = _updated(spec, sizes)
@@ -160,6 +158,7 @@ def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str,
         "gradients": with_grads,
         "optimizer_states": _adam_state_bytes(updated, spec.optim.optimizer, param_bytes),
         "text_connectors": inv.processor * dtype,
+        # The step's larger transient: the activations, or AdamW's list-wise update.
         "activations": max(step_acts, optimizer_step),
     }
     allocated = sum(breakdown.values())
