@@ -33,11 +33,17 @@ def parse_size(text: str) -> int:
 
 
 def gib(n: float) -> str:
+    """Bytes in GiB, or MiB below one GiB (the tiny model's figures)."""
+    if abs(n) < 1 << 30:
+        return f"{n / (1 << 20):.1f} MiB"
     return f"{n / (1 << 30):.1f} GiB"
 
 
 def _count(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.{2 if unit == 'B' else 1}f} {unit}"
+    return str(n)
 
 
 def plan_device(spec: Spec) -> str:
