@@ -64,12 +64,32 @@ def compute_dtype(model: Model, device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else dtype
 
 
+def pin_cpu_threads(device: torch.device) -> None:
+    """On the CPU, compute with one thread, so results do not depend on the machine.
+
+    torch splits float reductions (matmul sums, gradients, norms) between its threads, and
+    the split changes the rounding: the train stage's adapter, and so evaluate's losses and
+    samples, came out different with 1 and 2 threads. The thread count follows the core
+    count or ``OMP_NUM_THREADS``, which differ between machines and shells, so a fresh clone
+    would not rebuild dvc.lock. One thread is the one count every machine can honour.
+    GPU work is not affected.
+    """
+    import torch
+
+    if device.type == "cpu" and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def load_model(model: Model, paths: ModelPaths, want: Iterable[str]) -> Components:
-    """The wanted components (see ``loader.COMPONENTS``) on the spec's device and dtype."""
+    """The wanted components (see ``loader.COMPONENTS``) on the spec's device and dtype.
+
+    Model work on the CPU runs with one thread from here on (see ``pin_cpu_threads``).
+    """
     from aiprod_recipes.model.loader import load_components
 
     wanted = set(want)
     device = resolve_device(model.device)
+    pin_cpu_threads(device)
     gemma = paths.gemma_dir if "text_encoder" in wanted else None
     return load_components(paths.checkpoint, gemma, wanted, device, compute_dtype(model, device))
 
