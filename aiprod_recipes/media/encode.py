@@ -3,8 +3,8 @@
 Normalized clips are DVC outputs: if re-encoding the same frames gave different bytes,
 every downstream stage would rerun for nothing.  So every knob that can vary between
 runs or machines is pinned: a fixed x264 thread count (x264's output depends on it), no
-macroblock-tree rate control (its output varied between calls on small frames), the
-muxer's bitexact mode (no library version or creation time in the header), fixed
+macroblock-tree rate control (its AVX-512 kernels let leftover memory into small clips),
+the muxer's bitexact mode (no library version or creation time in the header), fixed
 encoder options, and exact rational timestamps.
 """
 
@@ -83,9 +83,12 @@ def _add_video(
         "preset": preset,
         "threads": str(threads),
         "flags": "+bitexact",
-        # x264's macroblock-tree rate control was seen to give different bytes for the same
-        # small frames from one call to the next (it depended on what else the process had
-        # run); without it every size tried encodes identically.
+        # x264's macroblock-tree rate control gave different bytes for the same small frames
+        # from one call to the next: on a CPU with AVX-512 its AVX-512 kernels let leftover
+        # memory into the result (what else the process had run decided it; capped at AVX2,
+        # or with no asm, the bytes were stable). Evaluate's samples, re-encoded every run,
+        # came out different in some full `dvc repro` runs. Without mbtree every size tried
+        # encodes identically, and AVX-512 and AVX2 machines give the same bytes.
         "x264-params": "mbtree=0",
     }
     return stream
