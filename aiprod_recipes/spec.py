@@ -222,6 +222,8 @@ class TextEncoder(Base):
 
     max_tokens: Annotated[
         int, described("Padded token count (multiple of 128).", ge=128, le=4096)] = 128
+    load_in_8bit: Annotated[
+        bool, described("Load Gemma's weights in 8 bit through bitsandbytes (CUDA only).")] = False
 
     def __post_init__(self) -> None:
         _rule(self.max_tokens % 128 == 0, "text_encoder.max_tokens",
@@ -498,6 +500,9 @@ class Spec(Base):
              'a quantized base can only be trained through a LoRA (train.mode = "lora")'),
             (not self.strategy.with_audio or self.audio.enabled, "audio.enabled",
              "strategy.with_audio = true needs audio.enabled = true"),
+            (self.memory.blocks_to_swap == 0 or self.train.mode == "lora",
+             "memory.blocks_to_swap", 'block swap keeps frozen weights on the CPU; a full '
+             'fine-tune (train.mode = "full") trains every weight: set it to 0'),
         )
 
 
