@@ -6,9 +6,9 @@ import pytest
 import torch
 from optimum.quanto import QLinear
 
+from aiprod_recipes.model.quant import quantized_linears
 from aiprod_recipes.training.loop import setup, train_step
 from aiprod_recipes.training.lora import PEFT_ADAPTER_NAME, lora_layers
-from aiprod_recipes.training.quant import quantized_linears
 from tests.test_training_fixtures import (  # noqa: F401
     STRATEGIES,
     batch_for,

@@ -6,6 +6,11 @@ the ``config`` JSON from the safetensors header) and its key filter (which selec
 renames that component's tensors). The tiny checkpoint goes through the same code, so what
 passes on a CPU here is what runs on the real model.
 
+The transformer is the exception: ``model.streamed`` builds it block by block from the same
+configurator and key map, so it can be quantized while it loads (``LoadOptions.quant``) and
+keep the blocks that block swap moves on the CPU (``LoadOptions.blocks_on_cpu``). Gemma can
+load in 8 bit (``LoadOptions.text_in_8bit``, CUDA only, see ``model.text8bit``).
+
 Builders default to CUDA, so a device is always passed. A builder that finds a tensor
 missing from the file silently returns a model still on the meta device; ``_checked``
 turns that into an error.
@@ -37,10 +42,6 @@ from ltx_core.model.audio_vae import (
     VocoderWithBWE,
 )
 from ltx_core.model.transformer.model import LTXModel
-from ltx_core.model.transformer.model_configurator import (
-    LTXV_MODEL_COMFY_RENAMING_MAP,
-    LTXModelConfigurator,
-)
 from ltx_core.model.video_vae import (
     VAE_DECODER_COMFY_KEYS_FILTER,
     VAE_ENCODER_COMFY_KEYS_FILTER,
@@ -67,6 +68,8 @@ from aiprod_recipes.model.gemma_config import (
     with_text_dims,
 )
 from aiprod_recipes.model.header import read_header
+from aiprod_recipes.model.streamed import StateHook, load_transformer
+from aiprod_recipes.model.text8bit import check_8bit_device, to_8bit_linears
 
 COMPONENTS = frozenset(
     {
@@ -81,6 +84,7 @@ COMPONENTS = frozenset(
     }
 )
 _NEEDS_GEMMA_DIR = frozenset({"text_encoder"})
+_CPU = torch.device("cpu")
 _PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
 
 
@@ -96,6 +100,20 @@ class Components:
     vocoder: Vocoder | VocoderWithBWE | None = None
     text_encoder: GemmaTextEncoder | None = None
     embeddings_processor: EmbeddingsProcessor | None = None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How the big components are placed; the defaults load everything as it is stored."""
+
+    quant: str = "none"
+    """Transformer base linears: "none", "int8" or "fp8", quantized block by block."""
+    blocks_on_cpu: int = 0
+    """The last N transformer blocks stay on the CPU (block swap moves them when used)."""
+    text_in_8bit: bool = False
+    """Gemma's language model in 8 bit (bitsandbytes, CUDA only)."""
+    state_hooks: tuple[StateHook, ...] = ()
+    """Edit the transformer's tensors as they load, before quantization (adapter fusion)."""
 
 
 def _projection_gemma_config(checkpoint: Path) -> Gemma3ConfigData:
@@ -119,7 +137,6 @@ def gemma_weight_paths(gemma_dir: Path) -> tuple[str, ...]:
 def _builders(checkpoint: str) -> dict[str, SingleGPUModelBuilder]:
     """One builder per checkpoint component, with ltx-core's own key filters."""
     specs = {
-        "transformer": (LTXModelConfigurator, LTXV_MODEL_COMFY_RENAMING_MAP),
         "video_encoder": (VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER),
         "video_decoder": (VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER),
         "audio_encoder": (AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER),
@@ -135,6 +152,18 @@ def _builders(checkpoint: str) -> dict[str, SingleGPUModelBuilder]:
         )
         for name, (configurator, sd_ops) in specs.items()
     }
+
+
+def _text_encoder(gemma_dir: Path, device: torch.device, dtype: torch.dtype,
+                  in_8bit: bool) -> torch.nn.Module:
+    """Gemma on ``device``; in 8 bit it is built on the CPU and quantized as it moves."""
+    builder = _text_encoder_builder(gemma_dir)
+    if not in_8bit:
+        return builder.build(device=device, dtype=dtype)
+    check_8bit_device(device)
+    module = builder.build(device=_CPU, dtype=dtype)
+    to_8bit_linears(module)
+    return module.to(device)
 
 
 def _text_encoder_builder(gemma_dir: Path) -> SingleGPUModelBuilder:
@@ -170,18 +199,25 @@ def load_components(
     want: Iterable[str],
     device: torch.device | str,
     dtype: torch.dtype,
+    options: LoadOptions | None = None,
 ) -> Components:
     """Build each wanted component from ``checkpoint`` (and ``gemma_dir``) on ``device``.
 
     ``want`` names fields of ``Components``. ``gemma_dir`` is needed for "text_encoder";
     when given it also sizes "embeddings_processor" (otherwise the header does).
+    ``options`` quantize the transformer while it loads, keep swapped blocks on the CPU and
+    load Gemma in 8 bit.
     """
+    options = options or LoadOptions()
     wanted = _validate(want, gemma_dir)
     device = torch.device(device)
     builders = _builders(str(checkpoint))
     gemma = read_gemma_config(gemma_dir) if gemma_dir is not None else None
     loaded: dict[str, torch.nn.Module] = {}
-    for name in sorted(wanted - {"text_encoder", "embeddings_processor"}):
+    if "transformer" in wanted:
+        loaded["transformer"] = load_transformer(Path(checkpoint), device, dtype, options.quant,
+                                                 options.blocks_on_cpu, options.state_hooks)
+    for name in sorted(wanted - {"transformer", "text_encoder", "embeddings_processor"}):
         loaded[name] = builders[name].build(device=device, dtype=dtype)
     if "embeddings_processor" in wanted:
         with gemma_config_applied(gemma or _projection_gemma_config(Path(checkpoint))):
@@ -190,7 +226,6 @@ def load_components(
             )
     if "text_encoder" in wanted and gemma_dir is not None and gemma is not None:
         with gemma_config_applied(gemma):
-            loaded["text_encoder"] = _text_encoder_builder(gemma_dir).build(
-                device=device, dtype=dtype
-            )
+            loaded["text_encoder"] = _text_encoder(gemma_dir, device, dtype,
+                                                   options.text_in_8bit)
     return Components(**{name: _checked(name, module) for name, module in loaded.items()})

@@ -21,7 +21,7 @@ from aiprod_recipes.spec import CheckpointModel, Model, Spec
 if TYPE_CHECKING:
     import torch
 
-    from aiprod_recipes.model.loader import Components
+    from aiprod_recipes.model.loader import Components, LoadOptions
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,20 @@ def pin_cpu_threads(device: torch.device) -> None:
         torch.set_num_threads(1)
 
 
-def load_model(model: Model, paths: ModelPaths, want: Iterable[str]) -> Components:
-    """The wanted components (see ``loader.COMPONENTS``) on the spec's device and dtype.
+def load_options(spec: Spec) -> LoadOptions:
+    """How the spec places the big components: the quantized base (``quant.base``), the
+    blocks block swap keeps on the CPU (``memory.blocks_to_swap``), 8-bit Gemma
+    (``text_encoder.load_in_8bit``)."""
+    from aiprod_recipes.model.loader import LoadOptions
+
+    return LoadOptions(quant=spec.quant.base, blocks_on_cpu=spec.memory.blocks_to_swap,
+                       text_in_8bit=spec.text_encoder.load_in_8bit)
+
+
+def load_model(model: Model, paths: ModelPaths, want: Iterable[str],
+               options: LoadOptions | None = None) -> Components:
+    """The wanted components (see ``loader.COMPONENTS``) on the spec's device and dtype,
+    placed as ``options`` say (``load_options``; default: as stored, all on the device).
 
     Model work on the CPU runs with one thread from here on (see ``pin_cpu_threads``).
     """
@@ -91,7 +103,8 @@ def load_model(model: Model, paths: ModelPaths, want: Iterable[str]) -> Componen
     device = resolve_device(model.device)
     pin_cpu_threads(device)
     gemma = paths.gemma_dir if "text_encoder" in wanted else None
-    return load_components(paths.checkpoint, gemma, wanted, device, compute_dtype(model, device))
+    return load_components(paths.checkpoint, gemma, wanted, device, compute_dtype(model, device),
+                           options)
 
 
 def model_fingerprint(paths: ModelPaths) -> str:
