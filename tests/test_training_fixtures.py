@@ -21,6 +21,7 @@ from aiprod_recipes.spec import (
     Flow,
     ImageToVideo,
     Lora,
+    Memory,
     Optim,
     Quant,
     StrategyConfig,
@@ -99,7 +100,7 @@ def sections(strategy: StrategyConfig | None = None, *, steps: int = 10, lr: flo
              scheduler: str = "constant", warmup: int = 0, accumulation: int = 1,
              checkpoint_every: int = 0, mode: str = "lora", quant: str = "none",
              mixed_precision: str = "no", gradient_checkpointing: bool = False,
-             seed: int = 42) -> Sections:
+             seed: int = 42, blocks_to_swap: int = 0, compile: bool = False) -> Sections:
     return Sections(
         strategy=strategy or TextToVideo(),
         lora=Lora(rank=rank, alpha=alpha),
@@ -108,7 +109,8 @@ def sections(strategy: StrategyConfig | None = None, *, steps: int = 10, lr: flo
         train=Train(mode=mode, steps=steps, gradient_accumulation_steps=accumulation,
                     checkpoint_every=checkpoint_every, log_every=1, seed=seed,
                     mixed_precision=mixed_precision,
-                    gradient_checkpointing=gradient_checkpointing),
+                    gradient_checkpointing=gradient_checkpointing, compile=compile),
         flow=Flow(min_tokens=16, max_tokens=256),
         quant=Quant(base=quant),
+        memory=Memory(blocks_to_swap=blocks_to_swap),
     )

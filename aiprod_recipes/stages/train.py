@@ -21,8 +21,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from aiprod_recipes.model.errors import ModelSettingError
 from aiprod_recipes.model.header import checkpoint_config
-from aiprod_recipes.model.runtime import load_model, model_fingerprint, resolve_device
+from aiprod_recipes.model.runtime import (
+    load_model,
+    load_options,
+    model_fingerprint,
+    resolve_device,
+)
 from aiprod_recipes.names import (
     ADAPTER_FILE,
     EMBED,
@@ -134,9 +140,13 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         raise StageFailed(f"train: {e}") from e
     key = training_resume_key(spec, paths)
     root = TRAIN_CHECKPOINTS_DIR / key[:16]
-    components = load_model(spec.model, paths.model, {"transformer", "embeddings_processor"})
-    state = loop.setup(components.transformer, components.embeddings_processor,
-                       loop.Sections.from_spec(spec), key, resolve_device(spec.model.device))
+    try:
+        components = load_model(spec.model, paths.model, {"transformer", "embeddings_processor"},
+                                load_options(spec))
+        state = loop.setup(components.transformer, components.embeddings_processor,
+                           loop.Sections.from_spec(spec), key, resolve_device(spec.model.device))
+    except ModelSettingError as e:
+        raise StageFailed(f"train: {e}") from e
     main = state.accelerator.is_main_process
     if main:
         _remove_stale_checkpoints(root)

@@ -17,25 +17,29 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
-from aiprod_recipes.spec import Flow, Lora, Optim, Quant, Spec, StrategyConfig, Train
+from aiprod_recipes.model.errors import ModelSettingError
+from aiprod_recipes.model.offload import BlockSwap, swap_blocks
+from aiprod_recipes.model.quant import quantize_base
+from aiprod_recipes.spec import Flow, Lora, Memory, Optim, Quant, Spec, StrategyConfig, Train
 from aiprod_recipes.training.checkpoint import (
     capture,
     load_if_compatible,
     restore,
     save_checkpoint,
 )
+from aiprod_recipes.training.compile import DEFAULT_BACKEND, compile_blocks
 from aiprod_recipes.training.flow import bucket_losses
 from aiprod_recipes.training.forward import Batch, ContextCache, tokenize
 from aiprod_recipes.training.lora import add_lora, make_full_trainable, trainable_parameters
 from aiprod_recipes.training.objective import Generators, Losses, batch_losses, make_generators
 from aiprod_recipes.training.optim import build_optimizer, build_scheduler, clip_gradients
-from aiprod_recipes.training.quant import quantize_base
 from aiprod_recipes.training.strategies import Strategy, strategy_for
 
 __all__ = [
@@ -68,10 +72,13 @@ class Sections:
     train: Train
     flow: Flow
     quant: Quant
+    memory: Memory = field(default_factory=Memory)
+    """Runtime placement only (block swap): never part of what shapes the result."""
 
     @staticmethod
     def from_spec(spec: Spec) -> Sections:
-        return Sections(spec.strategy, spec.lora, spec.optim, spec.train, spec.flow, spec.quant)
+        return Sections(spec.strategy, spec.lora, spec.optim, spec.train, spec.flow, spec.quant,
+                        spec.memory)
 
 
 @dataclass
@@ -91,6 +98,8 @@ class TrainState:
     """Checkpoints are resumed only by a run with this key (see ``checkpoint``)."""
     contexts: ContextCache
     step: int = 0
+    swap: BlockSwap | None = None
+    """The block swap of ``model`` (``memory.blocks_to_swap``), if any."""
 
 
 def _prepare_model(model: torch.nn.Module, s: Sections) -> torch.nn.Module:
@@ -115,19 +124,30 @@ def setup(
     sections: Sections,
     resume_key: str,
     device: str | torch.device = "cpu",
+    compile_backend: str = DEFAULT_BACKEND,
 ) -> TrainState:
     """Make ``transformer`` trainable as the sections say; build optimizer, schedule, RNGs.
 
     One process by default (Accelerator's single-device state). The Accelerator places the
     model and runs backward; mixed precision is done with an explicit autocast in the step
-    (so one process can hold runs with different precisions, e.g. in tests).
+    (so one process can hold runs with different precisions, e.g. in tests). Block swap is
+    set up once the LoRA and the quantized base are in place, before the model moves to the
+    device, so the swapped weights never go there at rest; ``train.compile`` compiles the
+    blocks with ``compile_backend``.
     """
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
         # One process on a chosen GPU: accelerate places models on the current CUDA device.
         torch.cuda.set_device(device)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")
-    model = _prepare_model(transformer, sections).to(accelerator.device)
+    model = _prepare_model(transformer, sections)
+    swap = swap_blocks(model, sections.memory.blocks_to_swap)
+    if swap is not None and accelerator.distributed_type == DistributedType.FSDP:
+        raise ModelSettingError("memory.blocks_to_swap: block swap and FSDP both decide where the "
+                         "weights live; use one of them (set blocks_to_swap = 0 under FSDP)")
+    model = model.to(accelerator.device)
+    if sections.train.compile:
+        compile_blocks(model, compile_backend)
     processor = processor.to(accelerator.device).eval().requires_grad_(False)
     params = trainable_parameters(model)
     optimizer = build_optimizer(params.values(), sections.optim)
@@ -135,7 +155,8 @@ def setup(
     model, optimizer = accelerator.prepare(model, optimizer)
     return TrainState(model, processor, params, optimizer, scheduler, accelerator,
                       make_generators(sections.train.seed), sections,
-                      strategy_for(sections.strategy), resume_key, ContextCache(processor))
+                      strategy_for(sections.strategy), resume_key, ContextCache(processor),
+                      swap=swap)
 
 
 def try_resume(state: TrainState, root: Path) -> bool:
