@@ -133,8 +133,8 @@ STAGES: tuple[StageDef, ...] = (
     ),
     StageDef(
         EVALUATE, "held-out loss base vs adapter, sample mp4s with sound, report.md",
-        sections=("eval", "strategy", "lora", "optim", "train", "flow", "text_encoder",
-                  "ingest", "reference", "model"),
+        sections=("eval", "strategy", "lora", "optim", "train", "flow", "quant",
+                  "text_encoder", "ingest", "reference", "model"),
         upstream=(TRAIN, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
         uses_model=True,
         code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),

@@ -62,9 +62,9 @@ def copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return copy_project(prepared, tmp_path / "project", monkeypatch)
 
 
-def run_evaluate(project: Path) -> tuple[dict, Path]:
+def run_evaluate(project: Path, folder: str = "out") -> tuple[dict, Path]:
     spec = load_spec(project / "params.toml")
-    out = project / "out"
+    out = project / folder
     out.mkdir()
     paths = stage_paths(get_stage("evaluate", spec), spec, out, None)
     return evaluate.run(spec, paths), out
@@ -133,3 +133,21 @@ def test_conditioned_samples(copy: Path, strategy: str) -> None:
     with av.open(str(out / "samples" / "sample_00.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 9
         assert len(c.streams.audio) == 1  # the tiny recipe trains audio in every strategy
+
+
+@pytest.mark.slow
+def test_quantized_base_with_block_swap_evaluates_the_same(copy: Path) -> None:
+    """quant.base is honoured (the base's loss moves) and block swap changes nothing."""
+    make_adapter(copy, zero_b=False)
+    _, plain = run_evaluate(copy, "plain")
+    write_spec(copy, data={"raw_dir": "raw"}, **SPEC, quant={"base": "int8"})
+    _, int8 = run_evaluate(copy, "int8")
+    write_spec(copy, data={"raw_dir": "raw"}, **SPEC, quant={"base": "int8"},
+               memory={"blocks_to_swap": 1})
+    _, swapped = run_evaluate(copy, "swapped")
+    metrics = {name: json.loads((out / "metrics.json").read_text())
+               for name, out in (("plain", plain), ("int8", int8), ("swapped", swapped))}
+    assert metrics["swapped"] == metrics["int8"]
+    assert metrics["int8"]["loss_base"] != metrics["plain"]["loss_base"]
+    sample = Path("samples") / "sample_00.mp4"
+    assert (swapped / sample).read_bytes() == (int8 / sample).read_bytes()

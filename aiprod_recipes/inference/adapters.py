@@ -1,9 +1,14 @@
-"""Adapter files on a loaded transformer: attach (unfused, switchable), fuse (any number,
-each with its strength), and ``PATH[:STRENGTH]`` arguments.
+"""Adapter files on a transformer: attach (unfused, switchable), fuse (any number, each
+with its strength) into a loaded model or while it loads, and ``PATH[:STRENGTH]`` arguments.
 
 Files are the ComfyUI-layout LoRAs that ``training.lora`` writes, with alpha / rank baked
 into lora_B, so a fused update is ``strength * B @ A``, the same sum ltx-core's
 ``apply_loras`` computes (done here in float32 so it works on any base dtype).
+
+``FuseWhileLoading`` adds the update to each weight as the loader reads it, before the
+base is quantized (a quantized weight cannot take an update) and before a swapped block
+goes to the CPU, so ``sample`` gives the same model whatever ``quant`` and ``memory`` say
+about where the weights live.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from aiprod_recipes.training.lora import AdapterMeta, attach_adapter, lora_layer
 
 __all__ = [
     "AdapterArg",
+    "FuseWhileLoading",
     "adapters_disabled",
     "attach",
     "check_base",
@@ -77,20 +83,62 @@ def adapters_disabled(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.requires_grad_(False)
 
 
+def _targets(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return sorted(k.removesuffix(".lora_A.weight") for k in tensors
+                  if k.endswith(".lora_A.weight"))
+
+
+def _not_linear(path: Path, missing: list[str]) -> ValueError:
+    return ValueError(f"{path}: {len(missing)} adapter target(s) are not linear layers of "
+                      f"this model, e.g. {missing[:3]}")
+
+
+def _fused(weight: torch.Tensor, tensors: dict[str, torch.Tensor], prefix: str,
+           strength: float) -> torch.Tensor:
+    """``weight + strength * B @ A`` in float32, back in the weight's dtype."""
+    a = tensors[f"{prefix}.lora_A.weight"].to(weight.device, torch.float32)
+    b = tensors[f"{prefix}.lora_B.weight"].to(weight.device, torch.float32)
+    return (weight.float() + strength * (b @ a)).to(weight.dtype)
+
+
 @torch.no_grad()
 def fuse_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) -> AdapterMeta:
     """Add ``strength * B @ A`` of every LoRA pair in the file into the model's weights."""
     tensors, meta = read_adapter(Path(path))
     modules = dict(model.named_modules())
-    prefixes = sorted(k.removesuffix(".lora_A.weight") for k in tensors
-                      if k.endswith(".lora_A.weight"))
+    prefixes = _targets(tensors)
     missing = [p for p in prefixes if not isinstance(modules.get(p), torch.nn.Linear)]
     if missing:
-        raise ValueError(f"{path}: {len(missing)} adapter target(s) are not linear layers of "
-                         f"this model, e.g. {missing[:3]}")
+        raise _not_linear(Path(path), missing)
     for prefix in prefixes:
         weight = modules[prefix].weight
-        a = tensors[f"{prefix}.lora_A.weight"].to(weight.device, torch.float32)
-        b = tensors[f"{prefix}.lora_B.weight"].to(weight.device, torch.float32)
-        weight.copy_((weight.float() + strength * (b @ a)).to(weight.dtype))
+        weight.copy_(_fused(weight, tensors, prefix, strength))
     return meta
+
+
+class FuseWhileLoading:
+    """A loader state hook (``LoadOptions.state_hooks``) that fuses one adapter file.
+
+    Called with each group of tensors the loader reads (model keys); ``check_used`` after
+    loading says whether every target of the file was found.
+    """
+
+    def __init__(self, path: Path, strength: float = 1.0) -> None:
+        self.path, self.strength = Path(path), strength
+        self.tensors, self.meta = read_adapter(self.path)
+        self.pending = set(_targets(self.tensors))
+
+    @torch.no_grad()
+    def __call__(self, state: dict[str, torch.Tensor]) -> None:
+        for prefix in sorted(self.pending):
+            weight = state.get(f"{prefix}.weight")
+            if weight is None:
+                continue
+            if weight.ndim != 2:
+                raise _not_linear(self.path, [prefix])
+            state[f"{prefix}.weight"] = _fused(weight, self.tensors, prefix, self.strength)
+            self.pending.discard(prefix)
+
+    def check_used(self) -> None:
+        if self.pending:
+            raise _not_linear(self.path, sorted(self.pending))

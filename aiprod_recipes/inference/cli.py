@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,21 @@ def _reference_latent(spec: Any, encoder: Any, path: Path, width: int, height: i
 
 
 def _run(args: argparse.Namespace) -> Path:
-    from aiprod_recipes.inference.adapters import check_base, fuse_adapter, parse_adapter_arg
+    from aiprod_recipes.inference.adapters import (
+        FuseWhileLoading,
+        check_base,
+        parse_adapter_arg,
+    )
     from aiprod_recipes.inference.guidance import Guidance
     from aiprod_recipes.inference.prompts import encode_prompts
     from aiprod_recipes.inference.sampler import Request, encode_image, free, generate
-    from aiprod_recipes.model.runtime import load_model, model_fingerprint, model_paths
+    from aiprod_recipes.model.offload import swap_blocks
+    from aiprod_recipes.model.runtime import (
+        load_model,
+        load_options,
+        model_fingerprint,
+        model_paths,
+    )
     from aiprod_recipes.model.vae import video_latent_shape
     from aiprod_recipes.specio import load_spec
 
@@ -105,11 +116,15 @@ def _run(args: argparse.Namespace) -> Path:
     want = {"transformer", "embeddings_processor", "video_decoder", "audio_decoder", "vocoder"}
     if args.image is not None or args.reference is not None:
         want.add("video_encoder")
-    components = load_model(spec.model, paths, want)
     base_fp = model_fingerprint(paths)
-    for a in adapters:
-        meta = fuse_adapter(components.transformer, a.path, a.strength)
-        check_base(meta, base_fp, a.path, strict=False)
+    fusions = [FuseWhileLoading(a.path, a.strength) for a in adapters]
+    for fusion in fusions:
+        check_base(fusion.meta, base_fp, fusion.path, strict=False)
+    options = replace(load_options(spec), state_hooks=tuple(fusions))
+    components = load_model(spec.model, paths, want, options)
+    for fusion in fusions:
+        fusion.check_used()
+    swap_blocks(components.transformer, spec.memory.blocks_to_swap)
     extra: dict[str, object] = {}
     if args.image is not None:
         extra["image_latent"] = encode_image(components.video_encoder, _read_image(args.image),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiprod_recipes.inference.sampler import free
+from aiprod_recipes.model.loader import LoadOptions
 from aiprod_recipes.model.runtime import ModelPaths, load_model
 from aiprod_recipes.model.text import PromptFeatures, encode_captions
 from aiprod_recipes.spec import Model, TextEncoder
@@ -15,10 +16,12 @@ __all__ = ["encode_prompts"]
 
 def encode_prompts(model: Model, paths: ModelPaths, text: TextEncoder,
                    prompts: Sequence[str]) -> list[PromptFeatures]:
-    """Features of each prompt, in order; the text encoder is freed before returning."""
+    """Features of each prompt, in order; the text encoder is freed before returning.
+    Gemma loads in 8 bit when ``text.load_in_8bit`` says so."""
     if not prompts:
         return []
-    components = load_model(model, paths, {"text_encoder", "embeddings_processor"})
+    components = load_model(model, paths, {"text_encoder", "embeddings_processor"},
+                            LoadOptions(text_in_8bit=text.load_in_8bit))
     try:
         return encode_captions(components.text_encoder, components.embeddings_processor,
                                list(prompts), text.max_tokens)

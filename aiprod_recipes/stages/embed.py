@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiprod_recipes.model.runtime import load_model, model_fingerprint
+from aiprod_recipes.model.errors import ModelSettingError
+from aiprod_recipes.model.runtime import load_model, load_options, model_fingerprint
 from aiprod_recipes.model.text import encode_captions
 from aiprod_recipes.names import CAPTION
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.caption import read_captions
-from aiprod_recipes.stages.context import Report, StagePaths
+from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.store.shards import ShardWriter, item_key, open_previous
 
 
@@ -28,8 +29,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     components: Any = None
     with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
         for key, item in writer.to_compute(keyed, "embed"):
-            components = components or load_model(
-                spec.model, paths.model, {"text_encoder", "embeddings_processor"})
+            components = components or _load(spec, paths)
             (features,) = encode_captions(components.text_encoder,
                                           components.embeddings_processor, [captions[item]],
                                           spec.text_encoder.max_tokens)
@@ -38,3 +38,12 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                 tensors["audio"] = features.audio
             writer.add(key, item, tensors, {"tokens": int(features.mask.sum())})
     return {"captions": len(keyed), "encoded": writer.computed, "reused": writer.reused}
+
+
+def _load(spec: Spec, paths: StagePaths) -> Any:
+    """Gemma and its feature extractor (in 8 bit when ``text_encoder.load_in_8bit``)."""
+    try:
+        return load_model(spec.model, paths.model, {"text_encoder", "embeddings_processor"},
+                          load_options(spec))
+    except ModelSettingError as e:
+        raise StageFailed(f"embed: {e}") from e

@@ -8,9 +8,12 @@ curves and the samples playable, in one file).
 Order of work keeps one large model in memory at a time: the prompts (``eval.prompts``, or
 the val clips' captions) are encoded with Gemma, which is then freed; the transformer is
 loaded with the adapter attached unfused, so the base is the same weights with the LoRA
-layers switched off. Samples follow the strategy: text-to-video at ``eval.bucket``,
-image-to-video from a val clip's first frame, IC-LoRA from a val clip's reference latent
-(at that clip's size).
+layers switched off. The transformer loads as training had it: quantized block by block
+with ``quant.base``, the last ``memory.blocks_to_swap`` blocks swapped once the adapter is
+attached; Gemma in 8 bit with ``text_encoder.load_in_8bit``.
+
+Samples follow the strategy: text-to-video at ``eval.bucket``, image-to-video from a val
+clip's first frame, IC-LoRA from a val clip's reference latent (at that clip's size).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from aiprod_recipes.inference.report import (
     write_thumbnail,
 )
 from aiprod_recipes.inference.sampler import Request, free, generate
+from aiprod_recipes.model.errors import ModelSettingError
 from aiprod_recipes.model.loader import Components
-from aiprod_recipes.model.runtime import load_model, model_fingerprint
+from aiprod_recipes.model.offload import swap_blocks
+from aiprod_recipes.model.runtime import load_model, load_options, model_fingerprint
 from aiprod_recipes.model.text import PromptFeatures
 from aiprod_recipes.names import (
     ADAPTER_FILE,
@@ -138,7 +143,7 @@ def _components(spec: Spec, paths: StagePaths, jobs: list[Job]) -> Components:
     want = {"transformer", "embeddings_processor"}
     if jobs:
         want |= {"video_decoder", "audio_decoder", "vocoder"}
-    return load_model(spec.model, paths.model, want)
+    return load_model(spec.model, paths.model, want, load_options(spec))
 
 
 def _samples(spec: Spec, paths: StagePaths, jobs: list[Job], features: list[PromptFeatures],
@@ -178,6 +183,7 @@ def _metrics(spec: Spec, components: Components, trained: Path,
     model, processor = components.transformer, components.embeddings_processor
     if spec.train.mode == "lora":
         attach(model, trained)
+        swap_blocks(model, spec.memory.blocks_to_swap)
         return evaluate_losses(model, processor, clips, spec)
     base = spec_losses(model, processor, clips, spec)
     load_full_weights(model, trained)
@@ -189,11 +195,13 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     val_items = read_split(paths.upstream(SPLIT), "val")
     captions = read_captions(paths.upstream(CAPTION))
     jobs = plan(spec, val_items, captions, _conditionable(spec, paths, val_items))
-    features = encode_prompts(spec.model, paths.model, spec.text_encoder,
-                              [j.prompt for j in jobs] + [spec.eval.negative_prompt]
-                              ) if jobs else []
-
-    components = _components(spec, paths, jobs)
+    try:
+        features = encode_prompts(spec.model, paths.model, spec.text_encoder,
+                                  [j.prompt for j in jobs] + [spec.eval.negative_prompt]
+                                  ) if jobs else []
+        components = _components(spec, paths, jobs)
+    except ModelSettingError as e:
+        raise StageFailed(f"evaluate: {e}") from e
     store = ClipStore.open({n: paths.upstream(n) for n in (LATENTS, EMBED, REFERENCE)},
                            strategy_for(spec.strategy), spec.reference.downscale)
     clips = load_val_clips(store, val_items)
