@@ -64,6 +64,17 @@ def git_dvc_repo(tmp_path: Path) -> Path:
     return init_git_dvc(tmp_path / "repo")
 
 
+def shipped_fsdp_config(port: int) -> str:
+    """recipes/accelerate/fsdp.yaml as shipped, for two processes on this machine (on a CPU
+    the trainer shards over gloo)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "recipes" / "accelerate" / "fsdp.yaml").read_text())
+    config.update(num_processes=2, main_process_port=port)
+    config.pop("gpu_ids", None)
+    return yaml.safe_dump(config)
+
+
 def write_spec(folder: Path, **sections: dict) -> Path:
     """params.toml in ``folder``: the tiny recipe with some sections' keys replaced."""
     import tomlkit

@@ -13,11 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from aiprod_recipes.names import ADAPTER_FILE as ADAPTER
 from aiprod_recipes.names import TRAIN_CHECKPOINTS_DIR
 from aiprod_recipes.runtime import run_stage
-from tests.conftest import BIN, copy_project, prepare_project, write_spec
+from tests.conftest import (
+    BIN,
+    copy_project,
+    prepare_project,
+    shipped_fsdp_config,
+    write_spec,
+)
 
 TRAIN = Path("data/stages/train")
 SPEC = {
@@ -126,6 +133,33 @@ def test_two_process_ddp_on_cpu(copy: Path) -> None:
     assert (TRAIN / ADAPTER).stat().st_size > 0
     assert json.loads((TRAIN / "live" / "metrics.json").read_text())["step"] == 18
     assert not (TRAIN / ".train-report.json").exists()
+
+
+def _train_under(project: Path, config: str, mode: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    port = _free_port()
+    (project / "acc.yaml").write_text(shipped_fsdp_config(port) if config == "fsdp"
+                                      else config.format(port=port))
+    write_spec(project, data={"raw_dir": "raw"},
+               **{**SPEC, "train": {**SPEC["train"], "steps": 4, "mode": mode,
+                                    "accelerate_config": "acc.yaml"}})
+    report = run_stage("train")
+    assert report["processes"] == 2 and report["steps"] == 4
+    return load_file(str(TRAIN / report["output"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_two_process_fsdp_saves_what_ddp_saves(copy: Path, mode: str) -> None:
+    """Sharded weights (and the checkpoints written every 3 steps) are gathered in full:
+    the saved file equals the DDP run's within rounding."""
+    ddp = _train_under(copy, DDP_CPU, mode)
+    fsdp = _train_under(copy, "fsdp", mode)
+    assert fsdp.keys() == ddp.keys()
+    for key, value in ddp.items():
+        assert fsdp[key].shape == value.shape, key
+        assert torch.allclose(fsdp[key].float(), value.float(), rtol=1e-3, atol=1e-5), key
 
 
 def test_full_fine_tune_is_trained_and_evaluated(copy: Path) -> None:

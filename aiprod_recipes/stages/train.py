@@ -109,14 +109,26 @@ def _train_data(spec: Spec, paths: StagePaths) -> TrainData:
                           strategy_for(spec.strategy), spec.reference.downscale)
 
 
-def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
+def _gather_result(spec: Spec, state: Any) -> dict[str, Any]:
+    """The weights to save, in full on the main process: what trains (the LoRA) or the whole
+    state dict. Every process calls this, since sharded (FSDP) weights are gathered."""
+    from aiprod_recipes.training.sharding import gathered
+
+    main = state.accelerator.is_main_process
+    if spec.train.mode == "full":
+        model = state.accelerator.unwrap_model(state.model)
+        return gathered(model.state_dict(), keep=main)
+    return gathered(state.params, keep=main)
+
+
+def _save_result(spec: Spec, paths: StagePaths, state: Any, weights: dict[str, Any]) -> str:
     from aiprod_recipes.training.lora import AdapterMeta, save_adapter, save_full_weights
 
     model = state.accelerator.unwrap_model(state.model)
     if spec.train.mode == "full":
         header = {"format": "aiprod-recipes/full-v1",
                   "config": json.dumps(checkpoint_config(paths.model.checkpoint))}
-        save_full_weights(model, paths.out / FULL_WEIGHTS_FILE, header)
+        save_full_weights(model, paths.out / FULL_WEIGHTS_FILE, header, weights)
         return FULL_WEIGHTS_FILE
     meta = AdapterMeta(
         rank=spec.lora.rank, alpha=spec.lora.alpha,
@@ -126,7 +138,7 @@ def _save_result(spec: Spec, paths: StagePaths, state: Any) -> str:
         spec_hash=hashlib.sha256(canonical_json(
             section_values(spec, paths.sections)).encode()).hexdigest()[:16],
     )
-    save_adapter(model, paths.out / ADAPTER_FILE, meta)
+    save_adapter(model, paths.out / ADAPTER_FILE, meta, weights=weights)
     return ADAPTER_FILE
 
 
@@ -173,10 +185,11 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         raise StageFailed(f"train: {e}") from e
     finally:
         bar.close()
+    weights = _gather_result(spec, state)
     if not main or history is None:
         state.accelerator.wait_for_everyone()
         return {}
-    name = _save_result(spec, paths, state)
+    name = _save_result(spec, paths, state, weights)
     write_live(history.rows, paths.out / LIVE_DIR)
     shutil.rmtree(root, ignore_errors=True)
     state.accelerator.wait_for_everyone()

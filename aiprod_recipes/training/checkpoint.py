@@ -28,6 +28,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from aiprod_recipes.training.sharding import (
+    distributed_like,
+    gathered,
+    gathered_tree,
+    sharded_like,
+)
+
 __all__ = [
     "Snapshot",
     "capture",
@@ -93,12 +100,16 @@ def capture(
     generators: dict[str, torch.Generator],
     extra: dict[str, Any] | None = None,
 ) -> Snapshot:
-    """Copy the live training state (weights detached to CPU)."""
+    """Copy the live training state (weights detached to CPU).
+
+    Sharded (FSDP) weights and optimizer states are gathered in full, so every process
+    must call this, in step; the snapshot is the same whatever the process count.
+    """
     return Snapshot(
         step=step,
         resume_key=key,
-        weights={k: v.detach().cpu().clone() for k, v in params.items()},
-        optimizer=optimizer.state_dict(),
+        weights=gathered(params),
+        optimizer=gathered_tree(optimizer.state_dict()),  # type: ignore[arg-type]
         scheduler=scheduler.state_dict(),
         generators={k: g.get_state() for k, g in generators.items()},
         rng=_rng_state(),
@@ -113,14 +124,16 @@ def restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generators: dict[str, torch.Generator],
 ) -> None:
-    """Put a snapshot back into freshly built training objects."""
+    """Put a snapshot back into freshly built training objects (sharded ones get their
+    slice: every process calls this)."""
     if set(snap.weights) != set(params):
         missing = sorted(set(params) - set(snap.weights))[:3]
         raise ValueError(f"checkpoint weights do not match the trainable parameters ({missing})")
     with torch.no_grad():
         for name, param in params.items():
-            param.copy_(snap.weights[name].to(param.dtype))
+            param.copy_(distributed_like(snap.weights[name].to(param.dtype), param))
     optimizer.load_state_dict(snap.optimizer)
+    sharded_like(optimizer)
     scheduler.load_state_dict(snap.scheduler)
     for name, gen in generators.items():
         gen.set_state(snap.generators[name])

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
 
-from aiprod_recipes.model.errors import ModelSettingError
-from aiprod_recipes.model.offload import BlockSwap, swap_blocks
+from aiprod_recipes.model.offload import BlockSwap
 from aiprod_recipes.model.quant import quantize_base
 from aiprod_recipes.spec import Flow, Lora, Memory, Optim, Quant, Spec, StrategyConfig, Train
 from aiprod_recipes.training.checkpoint import (
@@ -34,12 +32,13 @@ from aiprod_recipes.training.checkpoint import (
     restore,
     save_checkpoint,
 )
-from aiprod_recipes.training.compile import DEFAULT_BACKEND, compile_blocks
+from aiprod_recipes.training.compile import DEFAULT_BACKEND
 from aiprod_recipes.training.flow import bucket_losses
 from aiprod_recipes.training.forward import Batch, ContextCache, tokenize
 from aiprod_recipes.training.lora import add_lora, make_full_trainable, trainable_parameters
 from aiprod_recipes.training.objective import Generators, Losses, batch_losses, make_generators
 from aiprod_recipes.training.optim import build_optimizer, build_scheduler, clip_gradients
+from aiprod_recipes.training.placement import place
 from aiprod_recipes.training.strategies import Strategy, strategy_for
 
 __all__ = [
@@ -129,34 +128,29 @@ def setup(
     """Make ``transformer`` trainable as the sections say; build optimizer, schedule, RNGs.
 
     One process by default (Accelerator's single-device state). The Accelerator places the
-    model and runs backward; mixed precision is done with an explicit autocast in the step
-    (so one process can hold runs with different precisions, e.g. in tests). Block swap is
-    set up once the LoRA and the quantized base are in place, before the model moves to the
-    device, so the swapped weights never go there at rest; ``train.compile`` compiles the
-    blocks with ``compile_backend``.
+    model and runs backward (DDP under a multi-process config); mixed precision is done
+    with an explicit autocast in the step (so one process can hold runs with different
+    precisions, e.g. in tests). Block swap, ``train.compile`` (with ``compile_backend``) and
+    FSDP are set up by ``placement.place`` once the LoRA and the quantized base are in place.
     """
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
         # One process on a chosen GPU: accelerate places models on the current CUDA device.
         torch.cuda.set_device(device)
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")
-    model = _prepare_model(transformer, sections)
-    swap = swap_blocks(model, sections.memory.blocks_to_swap)
-    if swap is not None and accelerator.distributed_type == DistributedType.FSDP:
-        raise ModelSettingError("memory.blocks_to_swap: block swap and FSDP both decide where the "
-                         "weights live; use one of them (set blocks_to_swap = 0 under FSDP)")
-    model = model.to(accelerator.device)
-    if sections.train.compile:
-        compile_blocks(model, compile_backend)
+    s = sections
+    placed = place(_prepare_model(transformer, s), s.train, s.quant, s.memory, accelerator,
+                   compile_backend)
+    model = placed.model
     processor = processor.to(accelerator.device).eval().requires_grad_(False)
     params = trainable_parameters(model)
-    optimizer = build_optimizer(params.values(), sections.optim)
-    scheduler = build_scheduler(optimizer, sections.optim, sections.train.steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = build_optimizer(params.values(), s.optim)
+    scheduler = build_scheduler(optimizer, s.optim, s.train.steps)
+    if not placed.sharded:
+        model, optimizer = accelerator.prepare(model, optimizer)
     return TrainState(model, processor, params, optimizer, scheduler, accelerator,
-                      make_generators(sections.train.seed), sections,
-                      strategy_for(sections.strategy), resume_key, ContextCache(processor),
-                      swap=swap)
+                      make_generators(s.train.seed), s, strategy_for(s.strategy), resume_key,
+                      ContextCache(processor), swap=placed.swap)
 
 
 def try_resume(state: TrainState, root: Path) -> bool:
@@ -169,10 +163,13 @@ def try_resume(state: TrainState, root: Path) -> bool:
     return True
 
 
-def save_state(state: TrainState, root: Path) -> Path:
-    """Write a resumable checkpoint of ``state`` (atomic)."""
+def save_state(state: TrainState, root: Path) -> Path | None:
+    """Write a resumable checkpoint of ``state`` (atomic). Every process calls this (sharded
+    weights are gathered); the main one writes and gets the folder."""
     snap = capture(state.step, state.resume_key, state.params, state.optimizer,
                    state.scheduler, state.generators.as_dict())
+    if not state.accelerator.is_main_process:
+        return None
     return save_checkpoint(root, snap)
 
 
@@ -262,7 +259,6 @@ def run(
             log(state.step, metrics)
         if (checkpoint_root is not None and t.checkpoint_every
                 and state.step % t.checkpoint_every == 0):
-            if state.accelerator.is_main_process:
-                save_state(state, checkpoint_root)
+            save_state(state, checkpoint_root)
             state.accelerator.wait_for_everyone()
     return state

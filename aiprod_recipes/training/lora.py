@@ -130,13 +130,26 @@ def lora_layers(model: torch.nn.Module) -> dict[str, LoraLayer]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
-def adapter_state(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16
-                  ) -> dict[str, torch.Tensor]:
-    """The adapter in ComfyUI layout, with lora_B scaled by alpha / rank (see module doc)."""
+def _lora_weight(layer: LoraLayer, name: str, part: str,
+                 weights: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    """A LoRA factor: from ``weights`` (full tensors by parameter name) when given, else
+    from the module itself."""
+    if weights is not None:
+        return weights[f"{name}.lora_{part}.{PEFT_ADAPTER_NAME}.weight"]
+    return getattr(layer, f"lora_{part}")[PEFT_ADAPTER_NAME].weight
+
+
+def adapter_state(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16,
+                  weights: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The adapter in ComfyUI layout, with lora_B scaled by alpha / rank (see module doc).
+
+    ``weights``: the trainable parameters gathered in full (by parameter name), for a model
+    whose parameters are sharded (FSDP); by default the model's own.
+    """
     state: dict[str, torch.Tensor] = {}
     for name, layer in lora_layers(model).items():
-        a = layer.lora_A[PEFT_ADAPTER_NAME].weight.detach().float()
-        b = (layer.lora_B[PEFT_ADAPTER_NAME].weight.detach().float()
+        a = _lora_weight(layer, name, "A", weights).detach().float()
+        b = (_lora_weight(layer, name, "B", weights).detach().float()
              * layer.scaling[PEFT_ADAPTER_NAME])
         state[f"{COMFY_PREFIX}{name}.lora_A.weight"] = a.to(dtype).contiguous().cpu()
         state[f"{COMFY_PREFIX}{name}.lora_B.weight"] = b.to(dtype).contiguous().cpu()
@@ -180,20 +193,24 @@ def _write(tensors: dict[str, torch.Tensor], path: Path, header: dict[str, str])
 
 
 def save_adapter(model: torch.nn.Module, path: Path, meta: AdapterMeta,
-                 dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Save the LoRA as a ComfyUI/ltx-core loadable safetensors file with ``meta``."""
-    return _write(adapter_state(model, dtype), path, meta.header())
+                 dtype: torch.dtype = torch.bfloat16,
+                 weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Save the LoRA as a ComfyUI/ltx-core loadable safetensors file with ``meta``
+    (``weights``: see ``adapter_state``)."""
+    return _write(adapter_state(model, dtype, weights), path, meta.header())
 
 
-def save_full_weights(model: torch.nn.Module, path: Path, header: dict[str, str]) -> Path:
+def save_full_weights(model: torch.nn.Module, path: Path, header: dict[str, str],
+                      state: dict[str, torch.Tensor] | None = None) -> Path:
     """Full fine-tune output: transformer weights under the checkpoint prefix.
 
     ``header`` should carry the base checkpoint's ``config`` so ltx-core's configurator can
-    build the transformer from this file alone.
+    build the transformer from this file alone. ``state``: the model's state dict gathered
+    in full when it is sharded (FSDP); by default ``model.state_dict()``.
     """
-    state = {f"{FULL_PREFIX}{k}": v.detach().contiguous().cpu()
-             for k, v in model.state_dict().items()}
-    return _write(state, path, header)
+    state = model.state_dict() if state is None else state
+    tensors = {f"{FULL_PREFIX}{k}": v.detach().contiguous().cpu() for k, v in state.items()}
+    return _write(tensors, path, header)
 
 
 def load_full_weights(model: torch.nn.Module, path: Path) -> None:
