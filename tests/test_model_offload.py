@@ -22,6 +22,7 @@ from aiprod_recipes.model.offload import BlockSwap, BlockSwapError, resident_byt
 from aiprod_recipes.model.quant import quantize_base
 from aiprod_recipes.model.tiny import build_tiny_model
 from aiprod_recipes.spec import Lora
+from aiprod_recipes.training.compile import compile_blocks
 from aiprod_recipes.training.flow import noise_tokens
 from aiprod_recipes.training.forward import ContextCache, predict, tokenize
 from aiprod_recipes.training.lora import add_lora, trainable_parameters
@@ -91,10 +92,13 @@ def test_outputs_and_gradients_are_identical_with_swap(quant: str, checkpointing
     assert swap is not None and not swap._installed and not swap._live
 
 
-@pytest.mark.parametrize("quant", ["none", "int8"])
+@pytest.mark.parametrize(("quant", "compiled"), [
+    ("none", False), ("int8", False),
+    pytest.param("int8", True, marks=pytest.mark.slow)])
 def test_device_copies_die_with_the_forward_and_return_for_backward(
-        quant: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without checkpointing, the graph keeps CPU references, not the fetched weights."""
+        quant: str, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without checkpointing, the graph keeps CPU references, not the fetched weights (also
+    when the blocks are compiled: AOTAutograd saves through the same hooks)."""
     fetched: list[weakref.ref] = []
     original = BlockSwap._fetch
 
@@ -106,6 +110,8 @@ def test_device_copies_die_with_the_forward_and_return_for_backward(
     monkeypatch.setattr(BlockSwap, "_fetch", spy)
     model = _lora_model(quant)
     swap_blocks(model, 2)
+    if compiled:
+        compile_blocks(model, "aot_eager")
     model.train()
     out = predict(model, *_inputs())
     gc.collect()
