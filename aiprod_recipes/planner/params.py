@@ -7,7 +7,7 @@ shrinks, and FLOPs are counted on), and the text connectors the train stage keep
 device next to the transformer.
 
 Which linears get LoRA adapters is decided by peft's own matching rule; which are
-quantized by the same patterns ``training.quant`` uses.
+quantized by the same patterns ``model.quant`` uses.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class Inventory:
                    for lin in self.lora_targets(target_modules))
 
     def quantized(self) -> tuple[Linear, ...]:
-        """The linears ``training.quant`` stores in 8 bits (all but the high-precision ones)."""
-        from aiprod_recipes.training.quant import KEEP_HIGH_PRECISION
+        """The linears ``model.quant`` stores in 8 bits (all but the high-precision ones)."""
+        from aiprod_recipes.model.quant import KEEP_HIGH_PRECISION
 
         return tuple(lin for lin in self.linears
                      if not any(fnmatch.fnmatch(lin.name, p) for p in KEEP_HIGH_PRECISION))
