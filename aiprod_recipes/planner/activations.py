@@ -158,8 +158,8 @@ def _probe_model(config: dict[str, Any], regime: Regime) -> Any:
     import torch
     from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
 
-    from aiprod_recipes.training.lora import add_lora, make_full_trainable
     from aiprod_recipes.model.quant import quantize_base
+    from aiprod_recipes.training.lora import add_lora, make_full_trainable
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
