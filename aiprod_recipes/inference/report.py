@@ -2,7 +2,8 @@
 
 report.md is plain Markdown with relative links, so it renders in a browser, on GitHub and
 in ``dvc exp show``-adjacent tooling alike: the metrics table, the key training settings,
-then one thumbnail per sample (its first and middle frames) linking to the mp4.
+then one thumbnail per sample (its first and middle frames) linking to the mp4, beside what
+it was conditioned on (the first frame, or the reference video), and whether it has sound.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class SampleEntry:
     prompt: str
     mode: str
     seed: int
+    has_audio: bool = False
+    condition: str | None = None
+    """An image of what the sample was conditioned on: the first frame (image-to-video) or
+    the reference video's thumbnail (IC-LoRA)."""
+    condition_video: str | None = None
+    """The reference video itself (IC-LoRA)."""
 
 
 def write_thumbnail(path: Path, frames: np.ndarray) -> Path:
@@ -109,6 +116,18 @@ def _metrics_table(metrics: dict[str, Any], levels: Sequence[float]) -> list[str
     return lines
 
 
+def _sample_media(i: int, s: SampleEntry) -> list[str]:
+    """The sample's thumbnail linking to its mp4; with a condition, the two side by side."""
+    output = f"[![sample {i + 1}]({s.thumbnail})]({s.video})"
+    if s.condition is None:
+        return [output, ""]
+    kind = "reference" if s.condition_video else "first frame"
+    condition = f"![{kind} {i + 1}]({s.condition})"
+    if s.condition_video:
+        condition = f"[{condition}]({s.condition_video})"
+    return [f"| {kind} | output |", "|---|---|", f"| {condition} | {output} |", ""]
+
+
 def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
                  samples: Sequence[SampleEntry]) -> Path:
     """report.md: metrics, the spec summary, and every sample with its prompt."""
@@ -123,8 +142,8 @@ def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
     if not samples:
         lines.append("No samples (eval.max_samples = 0 or no prompt).")
     for i, s in enumerate(samples):
-        lines += [f"### {i + 1}. {s.mode}, seed {s.seed}", "",
-                  f"[![sample {i + 1}]({s.thumbnail})]({s.video})", "",
-                  f"> {_escape(s.prompt)}", ""]
+        lines += [f"### {i + 1}. {s.mode}, seed {s.seed}", "", *_sample_media(i, s),
+                  f"> {_escape(s.prompt)}", "",
+                  "Sound: yes." if s.has_audio else "Sound: none (video only).", ""]
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

@@ -30,6 +30,7 @@ from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 from ltx_core.model.transformer.modality import Modality
 from ltx_core.types import AudioLatentShape, VideoLatentShape
+from tqdm import tqdm
 
 from aiprod_recipes.inference.guidance import Guidance, stg_perturbations
 from aiprod_recipes.media.buckets import Bucket, fit_frames
@@ -265,8 +266,9 @@ def _context(processor: torch.nn.Module, features: PromptFeatures) -> TextContex
 
 @torch.inference_mode()
 def sample_latents(transformer: torch.nn.Module, embeddings_processor: torch.nn.Module,
-                   request: Request) -> Generated:
-    """Sample the latents of one request with the (possibly adapted) transformer."""
+                   request: Request, progress: bool = False) -> Generated:
+    """Sample the latents of one request with the (possibly adapted) transformer;
+    ``progress`` shows a bar over the denoising steps (each is one to three passes)."""
     device, _ = _place(transformer)
     dtype = _input_dtype(transformer)
     request.guidance.check_blocks(len(transformer.transformer_blocks))
@@ -280,7 +282,8 @@ def sample_latents(transformer: torch.nn.Module, embeddings_processor: torch.nn.
     audio = _audio_stream(request, device, gen) if with_audio else None
     sigmas = sigmas_for(request.steps, request.video_shape).to(device)
     stepper = EulerDiffusionStep()
-    for i in range(len(sigmas) - 1):
+    for i in tqdm(range(len(sigmas) - 1), desc="denoising", unit="step", leave=False,
+                  disable=not progress):
         v_x0, a_x0 = _guided(transformer, video, audio, sigmas[i], cond, uncond,
                              request.guidance, dtype)
         for stream, x0 in ((video, v_x0), (audio, a_x0)):
@@ -322,11 +325,13 @@ def write_mp4(path: Path, decoded: Decoded, fps: float) -> Path:
     return path
 
 
-def generate(components: Components, request: Request, out: Path) -> Decoded:
+def generate(components: Components, request: Request, out: Path,
+             progress: bool = False) -> Decoded:
     """Sample, decode and write one request to ``out`` (an .mp4); returns the decoded media."""
     if components.transformer is None or components.embeddings_processor is None:
         raise ValueError("sampling needs the transformer and the embeddings processor")
-    generated = sample_latents(components.transformer, components.embeddings_processor, request)
+    generated = sample_latents(components.transformer, components.embeddings_processor, request,
+                               progress)
     decoded = decode(components, generated, request.fps, request.seed)
     write_mp4(out, decoded, request.fps)
     return decoded
