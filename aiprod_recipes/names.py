@@ -61,9 +61,34 @@ ADAPTER_FILE = "adapter.safetensors"
 """A LoRA in ComfyUI layout (train.mode = "lora")."""
 FULL_WEIGHTS_FILE = "transformer.safetensors"
 """Fully fine-tuned transformer weights (train.mode = "full")."""
-LIVE_DIR = "live"
-"""DVCLive's folder inside the train output: metrics.json and plots/metrics/*.tsv."""
+TRAIN_LIVE = "train-live"
+"""DVCLive's folder under data/stages (``stage_dir(TRAIN_LIVE)``): metrics.json,
+plots/metrics/*.tsv, validation previews. A persisted output of the train stage beside its
+atomic output folder, written at every log step, so DVC's live views (``dvc exp show``,
+``dvc plots``, the VS Code extension) read it while the stage runs. Stages that read it
+(evaluate's report.html) declare it as an upstream like a stage's folder."""
+TRAIN_LIVE_DIR = stage_dir(TRAIN_LIVE)
 LIVE_PLOTS = "plots/metrics"
+"""DVCLive's metric histories inside ``TRAIN_LIVE_DIR`` (x = step)."""
+LIVE_IMAGES = "plots/images"
+"""DVCLive's image plots inside ``TRAIN_LIVE_DIR``: one animated preview per validation
+sample and step (``<sample>/<step>.gif``, DVC's slider layout)."""
+LIVE_VIDEOS = "videos"
+"""The validation mp4s (with sound) inside ``TRAIN_LIVE_DIR``: ``<sample>/<step>.mp4``."""
+KEPT_CHECKPOINTS_DIR = "checkpoints"
+"""Intermediate adapters kept in the train output (``train.keep_checkpoints``)."""
+KEPT_INDEX_FILE = "index.json"
+"""What ``KEPT_CHECKPOINTS_DIR`` holds: every kept file, its step and held-out loss, the best."""
+
+
+def kept_checkpoint_name(step: int) -> str:
+    """The file name of the adapter (or full weights) kept at ``step``."""
+    return f"step_{step:06d}.safetensors"
+
+
+TRACKERS_DIR = STAGES_DIR / ".train-trackers"
+"""TensorBoard and W&B offline runs (``train.trackers``): git-ignored, not a DVC output,
+since their files carry timestamps and host names."""
 TRAIN_CHECKPOINTS_DIR = STAGES_DIR / ".train-checkpoints"
 """Resumable training state: beside the outputs, git-ignored, not a DVC output."""
 

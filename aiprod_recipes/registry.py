@@ -20,16 +20,18 @@ from aiprod_recipes.names import (
     EVALUATE,
     INGEST,
     LATENTS,
-    LIVE_DIR,
+    LIVE_IMAGES,
     LIVE_PLOTS,
     MANIFEST_FILE,
     METRICS_FILE,
     REFERENCE,
     SPLIT,
     TRAIN,
+    TRAIN_LIVE,
+    TRAIN_LIVE_DIR,
     stage_dir,
 )
-from aiprod_recipes.spec import Spec
+from aiprod_recipes.spec import Spec, init_from_is_path
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class StageDef:
     name: str
     description: str
     sections: tuple[str, ...]
+    """The spec sections the stage always reads (its params in dvc.yaml)."""
     upstream: tuple[str, ...] = ()
     """Other stages whose outputs this one reads (their main output folder)."""
     upstream_files: tuple[tuple[str, str], ...] = ()
@@ -64,9 +67,17 @@ class StageDef:
     extra_outputs: tuple[Output, ...] = ()
     persist: bool = False
     metrics: tuple[str, ...] = ()
-    """Files inside the output that are DVC metrics (dvc metrics show, dvc exp show)."""
+    """Repo-relative files of the outputs that are DVC metrics (dvc metrics show, dvc exp
+    show)."""
     plots: tuple[str, ...] = ()
-    """Folders or files inside the output that are DVC plots, with step as x."""
+    """Repo-relative folders or files of the outputs that are DVC plots, with step as x."""
+    images: tuple[str, ...] = ()
+    """Repo-relative folders of the outputs holding DVC image plots."""
+    params_for: Callable[[Spec], tuple[str, ...]] | None = None
+    """Sections or dotted keys the stage reads besides ``sections`` for this spec (a part
+    of the spec that only matters when a switch in it is on)."""
+    deps_for: Callable[[Spec], tuple[str, ...]] | None = None
+    """Paths the spec names that the stage reads (besides raw clips and the model)."""
     accelerate_config: Callable[[Spec], str] | None = None
     """The accelerate config file a spec asks this stage to run under (empty: one
     process); the runtime then starts the stage's work in every process of that config."""
@@ -85,6 +96,29 @@ class StageDef:
 
     def outputs(self) -> tuple[Output, ...]:
         return (Output(self.out_dir.as_posix(), persist=self.persist), *self.extra_outputs)
+
+    def params(self, spec: Spec) -> tuple[str, ...]:
+        """Every section or key of ``spec`` the stage reads: what dvc.yaml declares as its
+        params and what its provenance and fingerprints record."""
+        return (*self.sections, *(self.params_for(spec) if self.params_for else ()))
+
+
+def _train_params(spec: Spec) -> tuple[str, ...]:
+    """Periodic validation renders the eval samples (prompts encoded with the text encoder,
+    at the clips' frame rate) during training; off, the train stage reads only its switch,
+    so eval settings stay evaluate's alone."""
+    if spec.eval.every_steps:
+        return ("eval", "text_encoder", "ingest.fps")
+    return ("eval.every_steps",)
+
+
+def _train_deps(spec: Spec) -> tuple[str, ...]:
+    """An adapter to start from, when the spec names a file (a Hub id is no file dep)."""
+    init = spec.lora.init_from
+    return (Path(init).as_posix(),) if init and init_from_is_path(init) else ()
+
+
+_LIVE = TRAIN_LIVE_DIR.as_posix()
 
 
 STAGES: tuple[StageDef, ...] = (
@@ -126,19 +160,22 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(
         TRAIN, "flow-matching LoRA or full fine-tune; adapter, DVCLive metrics and plots",
         sections=("strategy", "lora", "optim", "train", "flow", "quant", "model"),
-        upstream=(SPLIT, EMBED, LATENTS, REFERENCE), uses_model=True,
-        code=("aiprod_recipes/training", "aiprod_recipes/model"),
-        metrics=(f"{LIVE_DIR}/{METRICS_FILE}",), plots=(f"{LIVE_DIR}/{LIVE_PLOTS}",),
+        upstream=(SPLIT, EMBED, LATENTS, REFERENCE, CAPTION), uses_model=True,
+        code=("aiprod_recipes/training", "aiprod_recipes/model", "aiprod_recipes/inference"),
+        extra_outputs=(Output(_LIVE, persist=True),),
+        metrics=(f"{_LIVE}/{METRICS_FILE}",), plots=(f"{_LIVE}/{LIVE_PLOTS}",),
+        images=(f"{_LIVE}/{LIVE_IMAGES}",),
         accelerate_config=lambda spec: spec.train.accelerate_config,
+        params_for=_train_params, deps_for=_train_deps,
     ),
     StageDef(
         EVALUATE, "held-out loss base vs adapter, sample mp4s with sound, report.md",
         sections=("eval", "strategy", "lora", "optim", "train", "flow", "quant",
                   "text_encoder", "ingest", "reference", "model"),
-        upstream=(TRAIN, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
+        upstream=(TRAIN, TRAIN_LIVE, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
         uses_model=True,
         code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),
-        metrics=(METRICS_FILE,),
+        metrics=((stage_dir(EVALUATE) / METRICS_FILE).as_posix(),),
     ),
 )
 """Every stage, in pipeline order."""
@@ -187,6 +224,7 @@ def data_deps(stage: StageDef, spec: Spec) -> list[str]:
         deps.append(Path(spec.data.raw_dir).as_posix())
     deps += [stage_dir(up).as_posix() for up in stage.upstream]
     deps += [(stage_dir(up) / f).as_posix() for up, f in stage.upstream_files]
+    deps += list(stage.deps_for(spec) if stage.deps_for else ())
     if stage.uses_model:
         mp = model_paths(spec)
         if mp.produced_by_stage:

@@ -39,7 +39,7 @@ def render_stage(stage: StageDef, spec: Spec) -> dict[str, Any]:
     return {
         "cmd": f"aiprod-recipes run {stage.name}",
         "deps": stage_deps(stage, spec),
-        "params": [{SPEC_FILE: list(stage.sections)}],
+        "params": [{SPEC_FILE: list(stage.params(spec))}],
         **_outs(stage),
     }
 
@@ -49,8 +49,9 @@ def render(spec: Spec) -> dict[str, Any]:
     that they may live inside a stage's output folder."""
     stages = stages_for(spec)
     doc: dict[str, Any] = {"stages": {s.name: render_stage(s, spec) for s in stages}}
-    metrics = [(s.out_dir / m).as_posix() for s in stages for m in s.metrics]
-    plots = [{(s.out_dir / p).as_posix(): {"x": "step"}} for s in stages for p in s.plots]
+    metrics = [m for s in stages for m in s.metrics]
+    plots: list[Any] = [{p: {"x": "step"}} for s in stages for p in s.plots]
+    plots += [p for s in stages for p in s.images]
     if metrics:
         doc["metrics"] = metrics
     if plots:

@@ -39,7 +39,7 @@ def stage_paths(stage: StageDef, spec: Spec, out: Path, previous: Path | None,
     """The paths and declarations a stage run gets, from the registry."""
     return StagePaths(out=out, previous=previous, raw_dir=Path(spec.data.raw_dir),
                       model=model_paths(spec), final=stage.out_dir, spec_file=Path(spec_file),
-                      sections=stage.sections,
+                      sections=stage.params(spec),
                       upstreams={up: stage_dir(up) for up in stage.reads()})
 
 
@@ -69,7 +69,7 @@ def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
     output rebuilt from reused items must be byte-identical to one computed from scratch."""
     record: dict[str, Any] = {
         "stage": stage.name,
-        "spec": section_values(spec, stage.sections),
+        "spec": section_values(spec, stage.params(spec)),
         "packages": package_versions(),
         "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
     }

@@ -11,10 +11,14 @@ them into a JSON Schema for editors.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
+
+from aiprod_recipes.names import TRAIN, stage_dir
 
 __all__ = [
     "SECTIONS",
@@ -347,6 +351,31 @@ class Lora(Base):
     target_modules: Annotated[list[str], described("Module name suffixes that get adapters.",
                                             min_length=1)] = msgspec.field(
         default_factory=lambda: list(DEFAULT_TARGETS))
+    init_from: Annotated[str, described(
+        "Start from this adapter instead of a fresh one: a .safetensors path (inside the repo it "
+        "is a DVC dependency of train) or a Hub repo id owner/name[@revision] read from the "
+        "local Hugging Face cache; its rank and targets must match. Empty: a fresh adapter.")
+    ] = ""
+
+    def __post_init__(self) -> None:
+        own = stage_dir(TRAIN).as_posix() + "/"
+        _rules(
+            (not self.init_from or init_from_is_path(self.init_from)
+             or _HUB_ID.fullmatch(self.init_from) is not None, "lora.init_from",
+             f"a .safetensors path or a Hub repo id owner/name[@revision], got "
+             f"{self.init_from!r}"),
+            (not posixpath.normpath(self.init_from.replace("\\", "/")).startswith(own),
+             "lora.init_from", f"must not be inside {own} (the train stage replaces it): copy "
+             "the adapter elsewhere first (e.g. adapters/) and `dvc add` it"),
+        )
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[\w./-]+)?")
+
+
+def init_from_is_path(value: str) -> bool:
+    """``lora.init_from`` names a file (not a Hub repo id): it ends in .safetensors."""
+    return value.endswith(".safetensors")
 
 
 class Optim(Base):
@@ -386,14 +415,24 @@ class Train(Base):
         250
     )
     log_every: Annotated[int, described("Steps between metric logs.", ge=1)] = 10
+    keep_checkpoints: Annotated[int, described(
+        "Intermediate adapters kept in the output (checkpoints/step_NNNNNN.safetensors): the "
+        "last K saved at checkpoint and validation steps, plus the best held-out one when "
+        "eval.every_steps > 0. 0: only the final one.", ge=0)] = 0
+    trackers: Annotated[list[Literal["tensorboard", "wandb"]], described(
+        "Experiment trackers beside DVCLive, through accelerate (extras: "
+        "aiprod-recipes[tensorboard], aiprod-recipes[wandb]; W&B honours WANDB_MODE=offline)."
+    )] = msgspec.field(default_factory=list)
     accelerate_config: Annotated[str, described("accelerate config file for multi-process training "
                                          "(DDP, FSDP); empty: one process.")] = ""
     compile: Annotated[bool, described(
         "Compile the transformer blocks with torch.compile.")] = False
 
     def __post_init__(self) -> None:
-        _rule(self.checkpoint_every <= self.steps, "train.checkpoint_every",
-              f"must be <= train.steps ({self.steps})")
+        _rules((self.checkpoint_every <= self.steps, "train.checkpoint_every",
+                f"must be <= train.steps ({self.steps})"),
+               (len(set(self.trackers)) == len(self.trackers), "train.trackers",
+                f"each tracker once, got {list(self.trackers)}"))
 
 
 class Flow(Base):
@@ -441,6 +480,9 @@ class Eval(Base):
         msgspec.field(default_factory=list)
     )
     max_samples: Annotated[int, described("Most samples generated.", ge=0)] = 4
+    every_steps: Annotated[int, described(
+        "Also render the samples and the held-out loss with the current weights every N "
+        "training steps, logged through DVCLive (0: off, evaluate only).", ge=0)] = 0
     bucket: Bucket = msgspec.field(default_factory=lambda: Bucket(width=768, height=512,
                                                                   frames=121))
     steps: Annotated[int, described("Euler sampling steps.", ge=1, le=500)] = 30
@@ -503,6 +545,14 @@ class Spec(Base):
             (self.memory.blocks_to_swap == 0 or self.train.mode == "lora",
              "memory.blocks_to_swap", 'block swap keeps frozen weights on the CPU; a full '
              'fine-tune (train.mode = "full") trains every weight: set it to 0'),
+            (self.eval.every_steps <= self.train.steps, "eval.every_steps",
+             f"must be <= train.steps ({self.train.steps})"),
+            (not self.train.keep_checkpoints or self.train.checkpoint_every
+             or self.eval.every_steps, "train.keep_checkpoints",
+             "needs train.checkpoint_every > 0 or eval.every_steps > 0 (the steps that save "
+             "an adapter)"),
+            (not self.lora.init_from or self.train.mode == "lora", "lora.init_from",
+             'needs train.mode = "lora"'),
         )
 
 

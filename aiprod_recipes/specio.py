@@ -160,9 +160,16 @@ def spec_to_toml(spec: Spec) -> str:
 
 
 def section_values(spec: Spec, sections: tuple[str, ...]) -> dict[str, Any]:
-    """The resolved values of some sections: what a stage's provenance and item keys record."""
+    """The resolved values of some sections (or dotted keys such as ``eval.every_steps``):
+    what a stage's provenance and item keys record."""
     full = spec_to_builtins(spec)
-    return {name: full[name] for name in sections}
+    out: dict[str, Any] = {}
+    for name in sections:
+        node: Any = full
+        for part in name.split("."):
+            node = node[part]
+        out[name] = node
+    return out
 
 
 def json_schema() -> dict[str, Any]:

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import BIN, REPO, git_commit, run_cmd
 
 EXPECTED_OUTPUTS = {
-    "train": {"adapter.safetensors", "provenance.json", "live/metrics.json"},
+    "train": {"adapter.safetensors", "provenance.json"},
+    "train-live": {"metrics.json", "plots/metrics/train/loss.tsv"},
     "evaluate": {"metrics.json", "report.md", "report.html", "provenance.json",
                  "samples/sample_00.mp4", "samples/sample_00.png", "samples/sample_01.mp4",
                  "samples/sample_01.png"},

@@ -42,7 +42,7 @@ def test_every_stage_declares_params_and_writes_under_data_stages() -> None:
     spec = decode_spec({})
     for stage in stages_for(spec):
         entry = render.render_stage(stage, spec)
-        assert entry["params"] == [{"params.toml": list(stage.sections)}]
+        assert entry["params"] == [{"params.toml": list(stage.params(spec))}]
         assert entry["cmd"] == f"aiprod-recipes run {stage.name}"
         for out in stage.outputs():
             assert Path(out.path).is_relative_to(STAGES_DIR)

@@ -42,7 +42,8 @@ class StagePaths:
     spec_file: Path = Path(SPEC_FILE)
     """The spec this run was started with (passed on to worker processes)."""
     sections: tuple[str, ...] = ()
-    """The spec sections the stage declares as params (its fingerprints record them)."""
+    """The spec sections (or dotted keys) the stage declares as params for this spec (its
+    fingerprints record them)."""
     upstreams: Mapping[str, Path] = field(default_factory=dict)
     """Stage name -> finished output folder, for every stage this one declares as input."""
 

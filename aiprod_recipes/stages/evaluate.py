@@ -41,7 +41,6 @@ from aiprod_recipes.names import (
     EMBED,
     FULL_WEIGHTS_FILE,
     LATENTS,
-    LIVE_DIR,
     METRICS_FILE,
     REFERENCE,
     REPORT_FILE,
@@ -49,6 +48,7 @@ from aiprod_recipes.names import (
     SAMPLES_DIR,
     SPLIT,
     TRAIN,
+    TRAIN_LIVE,
 )
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.stages.caption import read_captions
@@ -120,7 +120,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     write_metrics(paths.out / METRICS_FILE, metrics)
     write_report(paths.out / REPORT_FILE, spec, metrics, entries)
     write_html_report(paths.out / REPORT_HTML_FILE, spec, metrics, entries,
-                      paths.upstream(TRAIN) / LIVE_DIR)
+                      paths.upstream(TRAIN_LIVE))
     _summary(adapter, paths.final, entries, metrics)
     return {"samples": len(entries), "loss_base": _rounded(metrics["loss_base"]),
             "loss_adapter": _rounded(metrics["loss_adapter"])}

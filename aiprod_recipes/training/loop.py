@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -55,6 +56,7 @@ __all__ = [
 
 LogHook = Callable[[int, dict[str, float]], None]
 BatchFn = Callable[[int], Batch]
+StepHook = Callable[["TrainState"], None]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -124,6 +126,9 @@ def setup(
     resume_key: str,
     device: str | torch.device = "cpu",
     compile_backend: str = DEFAULT_BACKEND,
+    log_with: Sequence[str] = (),
+    project_config: Any = None,
+    init_lora: Callable[[torch.nn.Module], Any] | None = None,
 ) -> TrainState:
     """Make ``transformer`` trainable as the sections say; build optimizer, schedule, RNGs.
 
@@ -132,15 +137,21 @@ def setup(
     with an explicit autocast in the step (so one process can hold runs with different
     precisions, e.g. in tests). Block swap, ``train.compile`` (with ``compile_backend``) and
     FSDP are set up by ``placement.place`` once the LoRA and the quantized base are in place.
+    ``log_with`` names accelerate trackers (``training.trackers``), ``project_config`` where
+    they write. ``init_lora(model)`` fills the freshly added LoRA layers before the model is
+    placed (``lora.init_from``).
     """
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None and "LOCAL_RANK" not in os.environ:
         # One process on a chosen GPU: accelerate places models on the current CUDA device.
         torch.cuda.set_device(device)
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no",
+                              log_with=list(log_with) or None, project_config=project_config)
     s = sections
-    placed = place(_prepare_model(transformer, s), s.train, s.quant, s.memory, accelerator,
-                   compile_backend)
+    prepared = _prepare_model(transformer, s)
+    if init_lora is not None:
+        init_lora(prepared)
+    placed = place(prepared, s.train, s.quant, s.memory, accelerator, compile_backend)
     model = placed.model
     processor = processor.to(accelerator.device).eval().requires_grad_(False)
     params = trainable_parameters(model)
@@ -240,12 +251,16 @@ def run(
     checkpoint_root: Path | None = None,
     stop_after: int | None = None,
     resume: bool = True,
+    on_step: StepHook | None = None,
+    on_checkpoint: StepHook | None = None,
 ) -> TrainState:
     """Train from ``state.step`` to ``train.steps`` (or ``stop_after`` steps in total).
 
     ``batch_at(i)`` is micro-batch number i of the run. With ``checkpoint_root`` a
     compatible checkpoint there is resumed first and a new one is written every
-    ``train.checkpoint_every`` steps.
+    ``train.checkpoint_every`` steps. In every process, ``on_step`` runs after each step's
+    log and before its checkpoint (what it writes is then covered by that checkpoint), and
+    ``on_checkpoint`` after a checkpoint is written.
     """
     t = state.sections.train
     if checkpoint_root is not None and resume:
@@ -257,8 +272,12 @@ def run(
         metrics = train_step(state, [batch_at(first + k) for k in range(accum)])
         if log is not None and (state.step % t.log_every == 0 or state.step == t.steps):
             log(state.step, metrics)
+        if on_step is not None:
+            on_step(state)
         if (checkpoint_root is not None and t.checkpoint_every
                 and state.step % t.checkpoint_every == 0):
             save_state(state, checkpoint_root)
             state.accelerator.wait_for_everyone()
+            if on_checkpoint is not None:
+                on_checkpoint(state)
     return state
