@@ -113,6 +113,27 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from aiprod_recipes.inference.adapters import parse_adapter_arg
+    from aiprod_recipes.inference.merge import merge
+    from aiprod_recipes.model.runtime import model_paths
+
+    base = model_paths(load_spec(args.file)).checkpoint
+    adapters = [parse_adapter_arg(a) for a in args.adapter]
+    try:
+        for a in (*adapters, base):
+            path = getattr(a, "path", a)
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+        changed = merge(base, adapters, Path(args.out))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {args.out}: {base} with {len(args.adapter)} adapter(s) folded into "
+          f"{changed} weight(s)")
+    return 0
+
+
 def cmd_setup_dvc(args: argparse.Namespace) -> int:
     from aiprod_recipes.dvc_bare_params import write_pth
 
@@ -175,6 +196,11 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--model", help="plan a published model instead of model.source "
                     "(ltx2-19b)")
     pl.add_argument("--json", action="store_true", help="print one JSON object")
+    m = add("merge", cmd_merge, "fold adapters into the base checkpoint: one single-file "
+            "checkpoint that ltx-core loads")
+    m.add_argument("--adapter", action="append", required=True, metavar="PATH[:STRENGTH]",
+                   help="LoRA file to fold in, strength 1 by default; repeat for several")
+    m.add_argument("--out", "-o", required=True, help="the merged .safetensors checkpoint")
     add("setup-dvc", cmd_setup_dvc, "make bare `dvc exp run -S key=value` target params.toml",
         spec_arg=False)
     return p
