@@ -96,17 +96,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from aiprod_recipes.inference.hub import push
+    from aiprod_recipes.inference.hub import HubError, push
     from aiprod_recipes.names import EVALUATE, METRICS_FILE, TRAIN, stage_dir
 
     spec = load_spec(args.file)
     metrics = stage_dir(EVALUATE) / METRICS_FILE
     try:
-        url = push(stage_dir(TRAIN), args.repo_id, args.token_env,
-                   trigger_word=spec.caption.trigger_word,
+        url = push(Path(args.weights) if args.weights else stage_dir(TRAIN), args.repo_id,
+                   args.token_env, trigger_word=spec.caption.trigger_word,
                    metrics_path=metrics if metrics.exists() else None,
                    private=not args.public)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, HubError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print(f"pushed to {url}")
@@ -184,8 +184,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", "-o", default="decoded.mp4")
     d.add_argument("--stage", choices=["latents", "reference"], default="latents")
     add_sample_parser(sub)
-    push = add("push", cmd_push, "upload the adapter with a model card to the Hugging Face Hub")
+    push = add("push", cmd_push, "upload the adapter (or full weights) with a model card to the "
+               "Hugging Face Hub")
     push.add_argument("repo_id", help="e.g. alice/my-ltx2-lora")
+    push.add_argument("--weights", help="adapter, kept checkpoint or full weights file "
+                      "(default: the train stage's output)")
     push.add_argument("--token-env", default="HF_TOKEN", help="variable holding the token")
     push.add_argument("--public", action="store_true", help="create a public repo")
     pl = add("plan", cmd_plan, "estimate the GPU memory of the run the spec describes",

@@ -48,31 +48,14 @@ def test_build_folder(tmp_path: Path) -> None:
         hub.build_folder(tmp_path / "nothing", tmp_path / "up2", "me/x")
 
 
-def test_push_needs_a_token_and_uploads_one_folder(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(ValueError, match="HF_TOKEN"):
-        hub.push(adapter_dir(tmp_path), "me/x")
-    calls: list[tuple[str, dict]] = []
+def test_full_weights_get_their_own_card(tmp_path: Path) -> None:
+    from aiprod_recipes.names import FULL_WEIGHTS_FILE
+    from aiprod_recipes.training.lora import FULL_FORMAT
 
-    class FakeApi:
-        def __init__(self, token: str) -> None:
-            calls.append(("init", {"token": token}))
-
-        def create_repo(self, repo_id: str, **kw) -> None:
-            calls.append(("create", {"repo_id": repo_id, **kw}))
-
-        def upload_folder(self, **kw) -> object:
-            calls.append(("upload", {**kw, "files": sorted(p.name for p in
-                                                           Path(kw["folder_path"]).iterdir())}))
-            return type("Info", (), {"commit_url": "https://hf.co/me/x/commit/1"})()
-
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setenv("MY_TOKEN", "secret")
-    url = hub.push(tmp_path / "train", "me/x", token_env="MY_TOKEN")
-    assert url == "https://hf.co/me/x/commit/1"
-    assert calls[0] == ("init", {"token": "secret"})
-    assert calls[1][1]["repo_id"] == "me/x" and calls[1][1]["private"] is True
-    assert calls[2][1]["files"] == ["README.md", "adapter.safetensors"]
+    weights = tmp_path / "step_000010.safetensors"
+    save_file({"model.diffusion_model.x.weight": torch.zeros(2, 2)}, str(weights),
+              metadata={"format": FULL_FORMAT, "config": "{}"})
+    files = hub.build_folder(weights, tmp_path / "up", "me/full")
+    assert [p.name for p in files] == ["README.md", FULL_WEIGHTS_FILE]
+    card = (tmp_path / "up" / "README.md").read_text()
+    assert "- full-fine-tune" in card and f"--transformer {FULL_WEIGHTS_FILE}" in card

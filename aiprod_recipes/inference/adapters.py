@@ -25,6 +25,7 @@ from aiprod_recipes.training.lora import AdapterMeta, attach_adapter, lora_layer
 
 __all__ = [
     "AdapterArg",
+    "FullWeightsWhileLoading",
     "FuseWhileLoading",
     "adapters_disabled",
     "attach",
@@ -142,3 +143,36 @@ class FuseWhileLoading:
     def check_used(self) -> None:
         if self.pending:
             raise _not_linear(self.path, sorted(self.pending))
+
+
+class FullWeightsWhileLoading:
+    """A loader state hook that loads fully fine-tuned transformer weights (the train
+    stage's ``transformer.safetensors``, ``training.lora.save_full_weights``' layout) in
+    place of the base checkpoint's, group by group as the base streams in: the fine-tuned
+    model is never in memory twice, and adapters hooked after it fuse on top."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        from aiprod_recipes.training.lora import FULL_PREFIX
+
+        self.path, self._prefix = Path(path), FULL_PREFIX
+        self._file = safe_open(str(self.path), framework="pt")
+        self.pending = {k.removeprefix(FULL_PREFIX) for k in self._file.keys()}  # noqa: SIM118
+
+    @torch.no_grad()
+    def __call__(self, state: dict[str, torch.Tensor]) -> None:
+        for key, value in state.items():
+            if key not in self.pending:
+                raise ValueError(f"{self.path}: no {key} (not weights of this transformer)")
+            tensor = self._file.get_tensor(f"{self._prefix}{key}")
+            if tensor.shape != value.shape:
+                raise ValueError(f"{self.path}: {key} is {list(tensor.shape)}, the base's "
+                                 f"{list(value.shape)}")
+            state[key] = tensor.to(device=value.device, dtype=value.dtype)
+            self.pending.discard(key)
+
+    def check_used(self) -> None:
+        if self.pending:
+            raise ValueError(f"{self.path}: {len(self.pending)} tensor(s) this transformer "
+                             f"does not have, e.g. {sorted(self.pending)[:3]}")

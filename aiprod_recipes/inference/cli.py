@@ -34,7 +34,11 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--reference-canny", action="store_true",
                    help="turn --reference into Canny edges first (reference.* settings)")
     p.add_argument("--adapter", action="append", default=[], metavar="PATH[:STRENGTH]",
-                   help="LoRA file to fuse, strength 1 by default; repeat for several")
+                   help="LoRA file to fuse (the train output's, or a kept checkpoint), "
+                   "strength 1 by default; repeat for several")
+    p.add_argument("--transformer", type=Path, metavar="PATH",
+                   help="fully fine-tuned transformer weights (train.mode = \"full\") "
+                   "instead of the base model's")
     p.add_argument("--steps", type=int, help="default: eval.steps")
     p.add_argument("--cfg", type=float, help="CFG scale, 1 = off (default: eval.cfg_scale)")
     p.add_argument("--stg", type=float, help="STG scale, 0 = off (default: eval.stg_scale)")
@@ -80,6 +84,26 @@ def _reference_latent(spec: Any, encoder: Any, path: Path, width: int, height: i
     return encode_video(encoder, fitted)
 
 
+def _full_weights(path: Path | None, base: Path) -> list[Any]:
+    """The loader hook that puts fully fine-tuned weights in place of the base transformer's
+    (none without ``--transformer``); they must come from this base's architecture (the
+    config in their header)."""
+    from aiprod_recipes.inference.adapters import FullWeightsWhileLoading
+    from aiprod_recipes.model.header import checkpoint_config
+    from aiprod_recipes.training.lora import FULL_FORMAT, weights_format
+
+    if path is None:
+        return []
+    if not path.is_file():
+        raise ValueError(f"--transformer {path}: no such file")
+    if weights_format(path) != FULL_FORMAT:
+        raise ValueError(f"--transformer {path}: not full fine-tune weights (an adapter goes "
+                         "with --adapter)")
+    if checkpoint_config(path) != checkpoint_config(base):
+        raise ValueError(f"--transformer {path}: trained on another architecture than {base}")
+    return [FullWeightsWhileLoading(path)]
+
+
 def _run(args: argparse.Namespace) -> Path:
     from aiprod_recipes.inference.adapters import (
         FuseWhileLoading,
@@ -98,6 +122,7 @@ def _run(args: argparse.Namespace) -> Path:
     )
     from aiprod_recipes.model.vae import video_latent_shape
     from aiprod_recipes.specio import load_spec
+    from aiprod_recipes.training.lora import FULL_FORMAT, weights_format
 
     spec = load_spec(args.file)
     ev = spec.eval
@@ -110,6 +135,9 @@ def _run(args: argparse.Namespace) -> Path:
     for a in adapters:
         if not a.path.is_file():
             raise ValueError(f"--adapter {a.path}: no such file")
+        if weights_format(a.path) == FULL_FORMAT:
+            raise ValueError(f"--adapter {a.path}: these are full fine-tune weights; pass "
+                             "them with --transformer")
     paths = model_paths(spec)
     negative = _pick(args.negative_prompt, ev.negative_prompt)
     prompt, neg = encode_prompts(spec.model, paths, spec.text_encoder, [args.prompt, negative])
@@ -120,10 +148,11 @@ def _run(args: argparse.Namespace) -> Path:
     fusions = [FuseWhileLoading(a.path, a.strength) for a in adapters]
     for fusion in fusions:
         check_base(fusion.meta, base_fp, fusion.path, strict=False)
-    options = replace(load_options(spec), state_hooks=tuple(fusions))
+    hooks = [*_full_weights(args.transformer, paths.checkpoint), *fusions]
+    options = replace(load_options(spec), state_hooks=tuple(hooks))
     components = load_model(spec.model, paths, want, options)
-    for fusion in fusions:
-        fusion.check_used()
+    for hook in hooks:
+        hook.check_used()
     swap_blocks(components.transformer, spec.memory.blocks_to_swap)
     extra: dict[str, object] = {}
     if args.image is not None:

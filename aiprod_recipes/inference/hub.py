@@ -1,9 +1,12 @@
-"""Share an adapter on the Hugging Face Hub: the adapter file, a model card and the
-evaluation metrics, uploaded as one commit.
+"""Share trained weights on the Hugging Face Hub: the adapter (or the fully fine-tuned
+transformer), a model card and the evaluation metrics, uploaded as one commit.
 
 The upload folder is built locally first (``build_folder``), so what will be published can
 be inspected (and tested) without the network. The token is read from an environment
-variable, never from the spec.
+variable, never from the spec. Any file the train stage writes can be pushed: the final
+adapter, a kept checkpoint (uploaded under the adapter's usual name, so the repo id works
+as ``lora.init_from``), or full weights. A failure on the way (offline, a refused token, a
+missing repo, an unreachable endpoint) is one ``HubError`` line that says which.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aiprod_recipes.names import ADAPTER_FILE, METRICS_FILE
-from aiprod_recipes.training.lora import AdapterMeta, read_adapter
+from aiprod_recipes.names import ADAPTER_FILE, FULL_WEIGHTS_FILE, METRICS_FILE
+from aiprod_recipes.training.lora import FULL_FORMAT, AdapterMeta, read_adapter, weights_format
 
-__all__ = ["build_folder", "model_card", "push"]
+__all__ = ["HubError", "build_folder", "explain", "full_model_card", "model_card", "push",
+           "trained_file"]
+
+
+class HubError(RuntimeError):
+    """The Hub could not be reached or refused the request; the message is one line."""
 
 BASE_MODEL = "Lightricks/LTX-2"
 
@@ -88,30 +96,113 @@ def model_card(meta: AdapterMeta, repo_id: str, trigger_word: str = "",
     return "\n".join(lines) + "\n"
 
 
-def build_folder(adapter_dir: Path, dest: Path, repo_id: str, trigger_word: str = "",
+def full_model_card(repo_id: str, trigger_word: str = "",
+                    metrics: dict[str, Any] | None = None,
+                    filename: str = FULL_WEIGHTS_FILE) -> str:
+    """README.md for fully fine-tuned transformer weights."""
+    name = repo_id.rsplit("/", 1)[-1]
+    trigger = (f"Start prompts with the trigger word **`{trigger_word}`**."
+               if trigger_word else "No trigger word.")
+    lines = ["---", f"base_model: {BASE_MODEL}", "library_name: ltx-core",
+             "pipeline_tag: text-to-video", "tags:", "- ltx-2", "- text-to-video",
+             "- audio-video", "- full-fine-tune", "---", "",
+             f"# {name}", "",
+             "A fully fine-tuned LTX-2 transformer, trained with aiprod-recipes. The file "
+             "holds the transformer's weights under `model.diffusion_model.` with the base "
+             "checkpoint's `config` in its header; the VAEs, vocoder and text encoder are "
+             "the base model's.", "",
+             "## Trigger word", "", trigger, ""]
+    if metrics:
+        lines += ["## Held-out evaluation", "", "Flow-matching loss on the validation clips "
+                  "(lower is better; `improvement` = base - fine-tuned).", "",
+                  *_metrics_rows(metrics), ""]
+    lines += ["## Use", "", "**aiprod-recipes**:", "", "```",
+              f'aiprod-recipes sample --prompt "..." --transformer {filename} --out sample.mp4',
+              "```", "",
+              "**ltx-core**: build the transformer from this file with "
+              "`SingleGPUModelBuilder(model_path=\"" + filename + "\", "
+              "model_class_configurator=LTXModelConfigurator, "
+              "model_sd_ops=LTXV_MODEL_COMFY_RENAMING_MAP)`."]
+    return "\n".join(lines) + "\n"
+
+
+def trained_file(weights: Path) -> Path:
+    """A train output folder -> its adapter (or full weights); a file is itself."""
+    weights = Path(weights)
+    if weights.is_dir():
+        for name in (ADAPTER_FILE, FULL_WEIGHTS_FILE):
+            if (weights / name).is_file():
+                return weights / name
+        raise FileNotFoundError(f"no {ADAPTER_FILE} or {FULL_WEIGHTS_FILE} in {weights}")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no such file")
+    return weights
+
+
+def build_folder(weights: Path, dest: Path, repo_id: str, trigger_word: str = "",
                  metrics_path: Path | None = None) -> list[Path]:
-    """Fill ``dest`` with what is uploaded: the adapter, README.md and (if given)
-    metrics.json. Returns the files, sorted."""
-    adapter = Path(adapter_dir) / ADAPTER_FILE
-    if not adapter.is_file():
-        raise FileNotFoundError(f"no {ADAPTER_FILE} in {adapter_dir}")
-    _, meta = read_adapter(adapter)
+    """Fill ``dest`` with what is uploaded: the adapter or full weights (``weights``: a file
+    or a train output folder), README.md and (if given) metrics.json. Returns the files,
+    sorted."""
+    source = trained_file(weights)
     metrics = None
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(adapter, dest / ADAPTER_FILE)
     if metrics_path is not None:
         metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    if weights_format(source) == FULL_FORMAT:
+        name, card = FULL_WEIGHTS_FILE, full_model_card(repo_id, trigger_word, metrics)
+    else:
+        name = ADAPTER_FILE
+        card = model_card(read_adapter(source)[1], repo_id, trigger_word, metrics)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest / name)
+    if metrics_path is not None:
         shutil.copyfile(metrics_path, dest / METRICS_FILE)
-    (dest / "README.md").write_text(model_card(meta, repo_id, trigger_word, metrics),
-                                    encoding="utf-8")
+    (dest / "README.md").write_text(card, encoding="utf-8")
     return sorted(p for p in dest.iterdir() if p.is_file())
 
 
-def push(adapter_dir: Path, repo_id: str, token_env: str = "HF_TOKEN", *,
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises for the network: requests' errors and the offline switch
+    are OSErrors; huggingface_hub 1.x speaks httpx."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def explain(error: BaseException, endpoint: str, repo_id: str, token_env: str) -> str:
+    """One line that says why a Hub call failed: offline, the token, the repo, the network."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set: pushing needs the network (unset HF_HUB_OFFLINE)"
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(error, HfHubHTTPError) or status is not None:
+        if status in (401, 403):
+            return (f"{endpoint} refused the token in {token_env} ({status}): it needs write "
+                    f"access to {repo_id}")
+        if status == 404:
+            return f"{repo_id} was not found on {endpoint} (404): check the namespace"
+        message = str(getattr(error, "server_message", None) or error).splitlines()[0]
+        return f"{endpoint} answered {status}: {message}"
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"cannot reach {endpoint} (offline or unreachable): {type(error).__name__}: {cause}"
+
+
+def push(weights: Path, repo_id: str, token_env: str = "HF_TOKEN", *,
          trigger_word: str = "", metrics_path: Path | None = None, private: bool = True,
-         staging: Path | None = None) -> str:
-    """Create (or reuse) the model repo and upload the folder as one commit; returns its URL."""
+         staging: Path | None = None, endpoint: str | None = None) -> str:
+    """Create (or reuse) the model repo and upload the folder as one commit; returns its URL.
+
+    ``endpoint``: the Hub's URL (default: ``HF_ENDPOINT`` when set, else huggingface.co).
+    Raises ``HubError`` (one line) when the Hub cannot be reached or refuses.
+    """
     import tempfile
 
     from huggingface_hub import HfApi
@@ -121,9 +212,14 @@ def push(adapter_dir: Path, repo_id: str, token_env: str = "HF_TOKEN", *,
         raise ValueError(f"set {token_env} to a Hugging Face token with write access")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(staging) if staging is not None else Path(tmp)
-        build_folder(adapter_dir, folder, repo_id, trigger_word, metrics_path)
-        api = HfApi(token=token)
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                                 commit_message="Upload LTX-2 LoRA adapter")
+        files = build_folder(weights, folder, repo_id, trigger_word, metrics_path)
+        api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
+        what = "full weights" if any(p.name == FULL_WEIGHTS_FILE for p in files) else "adapter"
+        try:
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                                     repo_type="model",
+                                     commit_message=f"Upload LTX-2 {what}")
+        except _network_errors() as e:
+            raise HubError(explain(e, api.endpoint, repo_id, token_env)) from e
     return str(getattr(info, "commit_url", info))

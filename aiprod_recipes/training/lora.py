@@ -1,5 +1,7 @@
 """LoRA adapters on the LTX-2 transformer (peft), the full fine-tune alternative, and the
-adapter file: ComfyUI key layout with its metadata in the safetensors header.
+adapter file: ComfyUI key layout with its metadata in the safetensors header. peft is
+imported where a LoRA is built or read from a model, so reading and writing the files
+(``push``, ``merge``) starts fast.
 
 File layout: ``diffusion_model.<module>.lora_A.weight`` [r, in] and ``...lora_B.weight``
 [out, r]. ComfyUI reads this directly; ltx-core reads it through
@@ -17,16 +19,19 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 
 from aiprod_recipes.spec import Lora
 
+if TYPE_CHECKING:
+    from peft.tuners.lora import LoraLayer
+
 __all__ = [
     "COMFY_PREFIX",
+    "FULL_FORMAT",
     "FULL_PREFIX",
     "PEFT_ADAPTER_NAME",
     "AdapterMeta",
@@ -41,6 +46,7 @@ __all__ = [
     "save_adapter",
     "save_full_weights",
     "trainable_parameters",
+    "weights_format",
 ]
 
 PEFT_ADAPTER_NAME = "default"
@@ -48,6 +54,8 @@ PEFT_ADAPTER_NAME = "default"
 COMFY_PREFIX = "diffusion_model."
 FULL_PREFIX = "model.diffusion_model."
 FORMAT = "aiprod-recipes/lora-v1"
+FULL_FORMAT = "aiprod-recipes/full-v1"
+"""The header format of fully fine-tuned transformer weights (``save_full_weights``)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,8 @@ def add_lora(model: torch.nn.Module, lora: Lora, seed: int) -> torch.nn.Module:
     rank-16 matrix round away). lora_A's random init comes from ``seed`` under a forked
     RNG, so the adapter's start does not depend on what ran before.
     """
+    from peft import LoraConfig, inject_adapter_in_model
+
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
@@ -127,6 +137,8 @@ def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter
 
 def lora_layers(model: torch.nn.Module) -> dict[str, LoraLayer]:
     """Module name -> peft LoRA layer, in module order."""
+    from peft.tuners.lora import LoraLayer
+
     return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
@@ -213,6 +225,13 @@ def save_full_weights(model: torch.nn.Module, path: Path, header: dict[str, str]
     return _write(tensors, path, header)
 
 
+def weights_format(path: Path) -> str:
+    """The header's ``format``: an adapter (``FORMAT``), full weights (``FULL_FORMAT``), or
+    "" for a file this package did not write (read without loading a tensor)."""
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("format", "")
+
+
 def load_full_weights(model: torch.nn.Module, path: Path) -> None:
     """Load fully fine-tuned transformer weights (``save_full_weights``' layout) into
     ``model``, in the dtype it was loaded in."""
@@ -237,6 +256,8 @@ def attach_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) ->
     The file's lora_B already holds alpha / rank, so the layers are built with
     alpha = rank (scale 1) and ``strength`` multiplies on top.
     """
+    from peft import LoraConfig, inject_adapter_in_model
+
     tensors, meta = read_adapter(path)
     config = LoraConfig(r=meta.rank, lora_alpha=meta.rank,
                         target_modules=list(meta.target_modules), bias="none")
