@@ -54,3 +54,28 @@ def test_report_without_samples_or_val_clips(tmp_path: Path) -> None:
     metrics = {**METRICS, "loss_base": math.nan, "loss_adapter": math.nan, "num_samples": 0}
     text = write_report(tmp_path / "r.md", Spec(), metrics, []).read_text()
     assert "| all | n/a | n/a | n/a |" in text and "No samples" in text
+
+
+def test_conditions_beside_the_output_and_sound(tmp_path: Path) -> None:
+    samples = [
+        SampleEntry("samples/a.mp4", "samples/a.png", "p", "image_to_video", 0, has_audio=True,
+                    condition="samples/a_image.png"),
+        SampleEntry("samples/b.mp4", "samples/b.png", "q", "video_to_video", 1,
+                    condition="samples/b_reference.png",
+                    condition_video="samples/b_reference.mp4"),
+    ]
+    text = write_report(tmp_path / "r.md", Spec(), METRICS, samples).read_text()
+    assert ("| ![first frame 1](samples/a_image.png) | "
+            "[![sample 1](samples/a.png)](samples/a.mp4) |") in text
+    assert ("| [![reference 2](samples/b_reference.png)](samples/b_reference.mp4) | "
+            "[![sample 2](samples/b.png)](samples/b.mp4) |") in text
+    first, second = text.split("### 2.")
+    assert "Sound: yes." in first and "Sound: none (video only)." in second
+
+
+def test_the_summary_counts_samples_with_sound(capsys) -> None:
+    from aiprod_recipes.stages.evaluate import _summary
+
+    silent = SampleEntry("s/a.mp4", "s/a.png", "p", "video_to_video", 0, has_audio=False)
+    _summary(Path("a.safetensors"), Path("out"), [silent], METRICS)
+    assert "(1 mp4, 0 with sound)" in capsys.readouterr().err

@@ -129,7 +129,15 @@ def test_conditioned_samples(copy: Path, strategy: str) -> None:
     make_adapter(copy, zero_b=False)
     report, out = run_evaluate(copy)
     assert report["samples"] == 1
-    assert f"1. {strategy}, seed 0" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert f"1. {strategy}, seed 0" in text
+    condition = ("sample_00_image.png" if strategy == "image_to_video"
+                 else "sample_00_reference.png")
+    assert (out / "samples" / condition).stat().st_size > 0
+    assert f"](samples/{condition})" in text and "| output |" in text
+    if strategy == "video_to_video":
+        with av.open(str(out / "samples" / "sample_00_reference.mp4")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 9
     with av.open(str(out / "samples" / "sample_00.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 9
         assert len(c.streams.audio) == 1  # the tiny recipe trains audio in every strategy

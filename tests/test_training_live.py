@@ -21,7 +21,7 @@ def frames(step: int) -> np.ndarray:
 def run(folder: Path, history: Path, steps: range, resumed: int, mp4: Path) -> LiveLog:
     live = LiveLog(folder, history, resumed)
     for step in steps:
-        live.log(step, {"train/loss": 1.0 / step, "train/lr": 0.1})
+        live.log(step, {"train/lr": 0.1, "train/loss": 1.0 / step})
         if step % 2 == 0:
             live.log(step, {"val/loss": 2.0 / step})
             live.preview("sample_00", step, frames(step), 24.0)

@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> Path:
                       seed=int(_pick(args.seed, ev.seed)), guidance=guidance,
                       with_audio=not args.no_audio, **extra)
     try:
-        generate(components, request, args.out)
+        generate(components, request, args.out, progress=True)
     finally:
         free(*vars(components).values())
     return args.out

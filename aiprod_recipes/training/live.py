@@ -121,9 +121,9 @@ class LiveLog:
 
     def _write(self, row: dict[str, Any]) -> None:
         self.live.step = row["step"]
-        for name, value in row.items():
+        for name in sorted(row):  # one order, live or replayed: metrics.json's keys follow it
             if name != "step":
-                self.live.log_metric(name, value)
+                self.live.log_metric(name, row[name])
         self.live.next_step()
 
     def preview(self, name: str, step: int, frames: np.ndarray, fps: float) -> Path:
