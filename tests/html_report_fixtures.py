@@ -10,7 +10,7 @@ from pathlib import Path
 from aiprod_recipes.inference.html_report import write_html_report
 from aiprod_recipes.inference.report import SampleEntry
 from aiprod_recipes.spec import Spec
-from aiprod_recipes.stages.train import write_live
+from aiprod_recipes.training.live import LiveLog
 from tests.media_fixtures import make_clip
 
 STEPS = 6
@@ -33,6 +33,14 @@ def history(steps: int = STEPS) -> list[dict[str, float]]:
     return rows
 
 
+def write_live(rows: list[dict[str, float]], folder: Path) -> None:
+    """The rows through the train stage's own DVCLive writer, as it logs them."""
+    live = LiveLog(folder, folder.parent / f"{folder.name}-history.jsonl", 0)
+    for row in rows:
+        live.log(int(row["step"]), {f"train/{k}": v for k, v in row.items() if k != "step"})
+    live.close()
+
+
 def make_report(folder: Path, *, inline_limit: int | None = None,
                 prompt: str = "a red <b>ball</b> & a cube") -> Path:
     """report.html in ``folder`` with two samples and a DVCLive folder beside it."""
@@ -44,7 +52,7 @@ def make_report(folder: Path, *, inline_limit: int | None = None,
         make_clip(folder / "samples" / f"sample_{k:02d}.mp4", n=9, fps=24, audio=audio,
                   width=64)
         samples.append(SampleEntry(f"samples/sample_{k:02d}.mp4", f"samples/sample_{k:02d}.png",
-                                   prompt, "text_to_video", k))
+                                   prompt, "text_to_video", k, has_audio=audio))
     kwargs = {} if inline_limit is None else {"inline_limit": inline_limit}
     return write_html_report(folder / "report.html", Spec(), METRICS, samples, live, **kwargs)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aiprod_recipes.inference.html_report import Curve, chart_svg, read_curves
-from tests.html_report_fixtures import LEVELS, STEPS, Tags, history, make_report
+from tests.html_report_fixtures import LEVELS, STEPS, Tags, history, make_report, write_live
 
 
 def _points(polyline: dict[str, str | None]) -> list[tuple[float, float]]:
@@ -19,8 +19,6 @@ def _points(polyline: dict[str, str | None]) -> list[tuple[float, float]]:
 
 
 def test_curves_from_dvclive_files(tmp_path: Path) -> None:
-    from aiprod_recipes.stages.train import write_live
-
     write_live(history(), tmp_path / "live")
     charts = read_curves(tmp_path / "live")
     assert list(charts) == ["train/loss", "train/loss_video", "train/grad_norm"]
@@ -73,6 +71,8 @@ def test_page_content_inline(tmp_path: Path) -> None:
         assert raw == (tmp_path / "samples" / f"sample_{k:02d}.mp4").read_bytes()
         assert "controls" in video
     assert "a red <b>ball</b> & a cube" in text and "<b>ball</b>" not in page
+    assert "1. text_to_video, seed 0, with sound" in text
+    assert "2. text_to_video, seed 1, no sound" in text
     assert not tags.all("script") and not tags.all("link")
     assert not re.search(r"""(src|href)="(https?:)?//""", page), "the page fetches something"
 
@@ -97,3 +97,24 @@ def test_page_without_curves_or_samples(tmp_path: Path) -> None:
     assert "No DVCLive metric files" in text and "No samples" in text
     assert not tags.all("svg") and not tags.all("video")
     assert "n/a" in text
+
+
+def test_conditioned_sample_shows_its_condition(tmp_path: Path) -> None:
+    from aiprod_recipes.inference.html_report import write_html_report
+    from aiprod_recipes.inference.report import SampleEntry, write_thumbnail
+    from aiprod_recipes.spec import Spec
+    from tests.html_report_fixtures import METRICS
+    from tests.media_fixtures import make_clip
+
+    (tmp_path / "samples").mkdir()
+    make_clip(tmp_path / "samples" / "s.mp4", n=9, fps=24, audio=False, width=64)
+    import numpy as np
+
+    write_thumbnail(tmp_path / "samples" / "s_image.png", np.zeros((1, 32, 32, 3), np.uint8))
+    sample = SampleEntry("samples/s.mp4", "samples/s.png", "p", "image_to_video", 0,
+                         condition="samples/s_image.png")
+    tags = Tags(write_html_report(tmp_path / "r.html", Spec(), METRICS, [sample],
+                                  tmp_path / "no-live").read_text())
+    (image,) = [a for a in tags.all("img") if a.get("class") == "condition"]
+    assert image["alt"] == "first frame"
+    assert (image["src"] or "").startswith("data:image/png;base64,")

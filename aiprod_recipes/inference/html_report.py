@@ -234,11 +234,23 @@ def _samples_section(root: Path, samples: Sequence[SampleEntry], limit: int) -> 
                      "beside this page.</p>")
     parts.append('<div class="samples">')
     for i, (s, src) in enumerate(zip(samples, sources, strict=True)):
-        parts.append(f'<figure class="sample"><video controls preload="metadata" '
-                     f'playsinline src="{src}"></video><figcaption><b>{i + 1}. '
-                     f"{html.escape(s.mode)}, seed {s.seed}</b><br>{html.escape(s.prompt)}"
-                     "</figcaption></figure>")
+        sound = "with sound" if s.has_audio else "no sound"
+        parts.append(f'<figure class="sample">{_condition(root, s)}<video controls '
+                     f'preload="metadata" playsinline src="{src}"></video><figcaption><b>'
+                     f"{i + 1}. {html.escape(s.mode)}, seed {s.seed}, {sound}</b><br>"
+                     f"{html.escape(s.prompt)}</figcaption></figure>")
     return "".join(parts) + "</div>"
+
+
+def _condition(root: Path, s: SampleEntry) -> str:
+    """What the sample was conditioned on (first frame or the reference's thumbnail), as an
+    embedded image above it."""
+    if s.condition is None or not (root / s.condition).is_file():
+        return ""
+    kind = "reference" if s.condition_video else "first frame"
+    data = base64.b64encode((root / s.condition).read_bytes()).decode()
+    return (f'<img class="condition" alt="{kind}" title="{kind}" '
+            f'src="data:image/png;base64,{data}">')
 
 
 _STYLE = """
@@ -253,6 +265,7 @@ figcaption { font-weight: 600; }
 .sample { width: 28em; max-width: 100%; }
 .sample figcaption { font-weight: normal; }
 video { width: 100%; background: #000; }
+.condition { width: 100%; image-rendering: pixelated; }
 .chart .grid { stroke: #e4e4e4; }
 .chart .tick { font-size: 11px; fill: #555; }
 .legend { margin: 0; font-size: 13px; }
