@@ -105,11 +105,15 @@ class StageDef:
 
 def _train_params(spec: Spec) -> tuple[str, ...]:
     """Periodic validation renders the eval samples (prompts encoded with the text encoder,
-    at the clips' frame rate) during training; off, the train stage reads only its switch,
-    so eval settings stay evaluate's alone."""
-    if spec.eval.every_steps:
-        return ("eval", "text_encoder", "ingest.fps")
-    return ("eval.every_steps",)
+    at the clips' frame rate) during training, so the train stage then reads those sections.
+
+    Off, it reads none of them and declares none: eval settings stay evaluate's alone. The
+    switch itself is recorded by what dvc.yaml declares: turning it on or off changes the
+    render, which the runtime insists on (evaluate, which reads every eval key, runs on any
+    eval change and stops with "run `aiprod-recipes render`"), and a re-rendered train stage
+    reruns. (A dotted key such as ``eval.every_steps`` cannot be declared instead: DVC
+    requires a declared key to be written in params.toml, and defaults are not.)"""
+    return ("eval", "text_encoder", "ingest") if spec.eval.every_steps else ()
 
 
 def _train_deps(spec: Spec) -> tuple[str, ...]:

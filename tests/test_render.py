@@ -92,3 +92,18 @@ def test_check_flags_a_stale_makefile(tmp_path: Path, capsys) -> None:
         assert "dvc repro split" in Path("Makefile").read_text()
     finally:
         os.chdir(cwd)
+
+
+def test_periodic_validation_declares_the_eval_sections_only_when_on(tmp_path: Path) -> None:
+    from aiprod_recipes.registry import get_stage
+
+    off, on = decode_spec({}), decode_spec({"eval": {"every_steps": 5}})
+
+    def train_params(spec) -> list[str]:
+        return render.render_stage(get_stage("train", spec), spec)["params"][0]["params.toml"]
+
+    assert not {"eval", "text_encoder", "ingest"} & set(train_params(off))
+    assert {"eval", "text_encoder", "ingest"} <= set(train_params(on))
+    rendered = tmp_path / "dvc.yaml"
+    rendered.write_text(render.render_text(off))
+    assert render.is_current(off, rendered) and not render.is_current(on, rendered)
