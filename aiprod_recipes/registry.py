@@ -71,8 +71,9 @@ class StageDef:
     show)."""
     plots: tuple[str, ...] = ()
     """Repo-relative folders or files of the outputs that are DVC plots, with step as x."""
-    images: tuple[str, ...] = ()
-    """Repo-relative folders of the outputs holding DVC image plots."""
+    images: Callable[[Spec], tuple[str, ...]] | None = None
+    """Repo-relative folders of the outputs holding DVC image plots for this spec (only
+    those that will exist: DVC fails on a declared plot path that is missing)."""
     params_for: Callable[[Spec], tuple[str, ...]] | None = None
     """Sections or dotted keys the stage reads besides ``sections`` for this spec (a part
     of the spec that only matters when a switch in it is on)."""
@@ -168,7 +169,7 @@ STAGES: tuple[StageDef, ...] = (
         code=("aiprod_recipes/training", "aiprod_recipes/model", "aiprod_recipes/inference"),
         extra_outputs=(Output(_LIVE, persist=True),),
         metrics=(f"{_LIVE}/{METRICS_FILE}",), plots=(f"{_LIVE}/{LIVE_PLOTS}",),
-        images=(f"{_LIVE}/{LIVE_IMAGES}",),
+        images=lambda spec: (f"{_LIVE}/{LIVE_IMAGES}",) if spec.eval.every_steps else (),
         accelerate_config=lambda spec: spec.train.accelerate_config,
         params_for=_train_params, deps_for=_train_deps,
     ),

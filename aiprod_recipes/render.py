@@ -51,7 +51,7 @@ def render(spec: Spec) -> dict[str, Any]:
     doc: dict[str, Any] = {"stages": {s.name: render_stage(s, spec) for s in stages}}
     metrics = [m for s in stages for m in s.metrics]
     plots: list[Any] = [{p: {"x": "step"}} for s in stages for p in s.plots]
-    plots += [p for s in stages for p in s.images]
+    plots += [p for s in stages for p in (s.images(spec) if s.images else ())]
     if metrics:
         doc["metrics"] = metrics
     if plots:

@@ -55,13 +55,15 @@ def _check_inputs(stage: StageDef, spec: Spec) -> None:
 
 
 def _check_rendered(spec: Spec) -> None:
-    """dvc.yaml names paths from the spec (raw clips, checkpoint): when the spec moved on
-    without a re-render, DVC would track the wrong files, so stop and say how to fix it."""
+    """dvc.yaml names paths from the spec (raw clips, checkpoint, lora.init_from) and params
+    that depend on a switch (eval.every_steps): when the spec moved on without a re-render,
+    DVC would track the wrong inputs, so stop and say how to fix it."""
     from aiprod_recipes import render
 
     if render.DVC_YAML.exists() and not render.is_current(spec):
-        raise StageFailed(f"{render.DVC_YAML} does not match the spec (a path or the model "
-                          "source changed): run `aiprod-recipes render`, then `dvc repro`")
+        raise StageFailed(f"{render.DVC_YAML} does not match the spec (a path, the model "
+                          "source, lora.init_from or eval.every_steps on/off changed): run "
+                          "`aiprod-recipes render`, then `dvc repro`")
 
 
 def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:

@@ -107,3 +107,5 @@ def test_periodic_validation_declares_the_eval_sections_only_when_on(tmp_path: P
     rendered = tmp_path / "dvc.yaml"
     rendered.write_text(render.render_text(off))
     assert render.is_current(off, rendered) and not render.is_current(on, rendered)
+    images = "data/stages/train-live/plots/images"
+    assert images not in render.render(off)["plots"] and images in render.render(on)["plots"]
