@@ -164,7 +164,7 @@ class FullWeightsWhileLoading:
     def __call__(self, state: dict[str, torch.Tensor]) -> None:
         for key, value in state.items():
             if key not in self.pending:
-                raise ValueError(f"{self.path}: no {key} (not weights of this transformer)")
+                continue  # read from the base file but not a weight of the model
             tensor = self._file.get_tensor(f"{self._prefix}{key}")
             if tensor.shape != value.shape:
                 raise ValueError(f"{self.path}: {key} is {list(tensor.shape)}, the base's "
