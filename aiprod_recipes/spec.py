@@ -122,6 +122,11 @@ class NoDetector(Base, tag="none", tag_field="type"):
 Detector = ContentDetector | AdaptiveDetector | ThresholdDetector | HistogramDetector | NoDetector
 
 
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                     "slower", "veryslow"]
+"""x264's speed presets, fastest first."""
+
+
 class Ingest(Base):
     """Scene splitting and clip normalisation."""
 
