@@ -234,20 +234,26 @@ class SceneFrames:
         if self._tail is not None:
             yield from out.finish(self._tail)
 
-    def frames(self, start_s: float, end_s: float) -> Iterator[tuple[float, np.ndarray]]:
-        """``(t, frame)`` for ``t = start_s + k/fps < end_s``, as ``iter_frames`` yields them."""
+    def pictures(self, start_s: float, end_s: float) -> Iterator[tuple[float, av.VideoFrame]]:
+        """``(t, picture)`` for ``t = start_s + k/fps < end_s``: the decoded pictures that
+        ``frames`` converts to RGB, in the decoder's own format (for ``as_yuv420p``). One
+        picture covering several output times is yielded each time, as the same object."""
         start, end = as_fraction(start_s), as_fraction(end_s)
         if start < self._after or end <= start:
             raise ValueError(f"ranges must be increasing: {start_s}..{end_s} after {self._after}")
         self._after = end
         emitted = 0
-        for item in _to_rgb(self._timed(start, end)):
+        for t, picture in self._timed(start, end):
             emitted += 1
-            yield item
+            yield float(t), picture
         if self._count == 0:
             raise MediaError("no decodable video frames", self.path)
         if emitted == 0:
             raise MediaError(f"no video frames between {start_s}s and {end_s}s", self.path)
+
+    def frames(self, start_s: float, end_s: float) -> Iterator[tuple[float, np.ndarray]]:
+        """``(t, frame)`` for ``t = start_s + k/fps < end_s``, as ``iter_frames`` yields them."""
+        yield from _to_rgb(self.pictures(start_s, end_s))
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -255,7 +261,7 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _to_rgb(
-    items: Iterator[tuple[Fraction, av.VideoFrame]],
+    items: Iterator[tuple[Fraction | float, av.VideoFrame]],
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Convert to RGB on worker threads while the decoder keeps going.
 
