@@ -140,6 +140,9 @@ class Ingest(Base):
     max_height: Annotated[int, described("Frames taller than this are rejected.", ge=32)] = 4320
     crf: Annotated[int, described("H.264 quality of the normalised clips (lower is better).",
                            ge=0, le=51)] = 18
+    preset: Annotated[X264Preset, described(
+        "x264 speed preset of the normalised clips: faster presets spend more bytes for the "
+        "same crf quality.")] = "veryfast"
     strict: Annotated[
         bool, described("Fail on the first bad input instead of skipping it.")] = False
 

@@ -9,6 +9,11 @@ listed with a reason and the rest go on, unless the spec asks for strict mode or
 usable is left. Files that are not clips at all (caption sidecars, hidden files, audio,
 documents) are listed as skipped; damage found in kept clips is listed with its time in the
 source, and a reused clip keeps the damage recorded when it was made.
+
+Each scene is re-encoded at the spec's frame rate: the decoded pictures go to x264 in their
+own YUV (never through RGB), at ``ingest.crf`` and ``ingest.preset``, with 48 kHz stereo AAC
+from FFmpeg's fast coder. Re-encoding is most of the stage's time, so the preset is its
+main speed knob (bench/bench_ingest.py prints what each one costs and keeps).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from aiprod_recipes.media.audio import decode_audio
-from aiprod_recipes.media.encode import encode_mp4, even_crop
+from aiprod_recipes.media.encode import as_yuv420p, encode_mp4
 from aiprod_recipes.media.errors import MediaError
 from aiprod_recipes.media.probe import check_frame_size, probe
 from aiprod_recipes.media.quarantine import Quarantine, damage_entries, recorded_damage
@@ -48,6 +53,7 @@ from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open
 
 CLIP_AUDIO_RATE = 48_000
 CLIP_AUDIO_CHANNELS = 2
+CLIP_AAC_CODER = "fast"  # a fifth of the default coder's time, no worse at 128 kbit/s
 MAX_WORKERS = 8
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,21 +88,26 @@ def clip_id(source: str, sha: str, index: int) -> str:
 
 def _encode_scene(path: Path, video: SceneFrames, cfg: Ingest, start: float, end: float,
                   report: DecodeReport) -> tuple[bytes, int, tuple[int, int], bool]:
-    """Decode one scene at the target fps and encode it; returns bytes, frames, size, audio."""
+    """Decode one scene at the target fps and encode it; returns bytes, frames, size, audio.
+
+    Decoded pictures go to x264 in their own YUV (``as_yuv420p``), never through RGB."""
     count = 0
     size = (0, 0)
 
     def frames():
         nonlocal count, size
-        for _, frame in video.frames(start, end):
-            frame = even_crop(frame)
+        last, frame = None, None
+        for _, picture in video.pictures(start, end):
+            if picture is not last:  # a held picture is converted once
+                last, frame = picture, as_yuv420p(picture)
             count += 1
-            size = (frame.shape[1], frame.shape[0])
+            size = (frame.width, frame.height)
             yield frame
 
     audio = decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS, start, end, report=report)
     buf = io.BytesIO()
-    encode_mp4(buf, frames(), cfg.fps, audio, CLIP_AUDIO_RATE, cfg.crf)
+    encode_mp4(buf, frames(), cfg.fps, audio, CLIP_AUDIO_RATE, cfg.crf, preset=cfg.preset,
+               aac_coder=CLIP_AAC_CODER)
     return buf.getvalue(), count, size, audio is not None
 
 
