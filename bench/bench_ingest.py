@@ -4,23 +4,27 @@ One run generates N short clips (default 100: H.264 + stereo AAC in mp4, like ph
 every fourth one with a hard cut) into a temporary folder, and measures on those clips:
 
 - plain:  PyAV decodes every video frame and converts it to RGB, nothing else;
-- decode: ingest's own reading (``iter_frames`` one frame at a time, as ingest reads raw
-  clips, plus the audio track);
+- decode: ingest's own reading (``SceneFrames`` one frame at a time, as ingest reads raw
+  clips, pictures made ready for x264, plus the audio track);
 - stage:  the ingest stage as ``aiprod-recipes run ingest`` runs it (``run_stage`` in a
   scratch project, imports done beforehand): hashing, scene detection, decoding, H.264 +
   AAC encoding of every scene, shards, manifest and quarantine report.
 
 It prints frames per second of each and its ratio to plain (goal for the stage: >= 0.8),
 in wall time and in CPU time (all threads; the CPU ratio holds however busy the machine is
-and however many cores the stage spreads its sources over), then where the stage's time
-goes, part by part, on the first clips. The clips and the scratch project are deleted at
-the end.
+and however many cores the stage spreads its sources over). Then, on the first clips
+(``--parts``): where the stage's CPU time goes, part by part; what each x264 preset costs at
+the spec's crf (CPU per frame, bytes per frame, PSNR of the clip as the latents stage decodes
+it against the source as decoded to RGB), next to the encoding ingest did before it fed x264
+the decoded YUV pictures (medium, through RGB); and what each way of storing the sound costs.
+The clips and the scratch project are deleted at the end.
 
-What the figures say: ingest re-encodes every scene (x264 at the medium preset, AAC), and
-encoding costs several times what decoding does, so on one core the stage cannot come near
-a decode-only loop; it gains back wall time by cutting several sources at once (one per
-core, up to 8). The breakdown prints, for reference, what x264's veryfast preset would
-cost; it would change every clip's bytes, so it is a decision, not an optimisation.
+What the figures say: ingest re-encodes every scene, and even x264's fastest preset costs
+about as much per frame as decoding does, on top of a second decode for scene detection (and
+the sound's encoding), so in CPU time the stage cannot come near a decode-only loop (about
+0.2 of it at the default preset); it gains back wall time by cutting several sources at once
+(one per core, up to 8), so its wall ratio is at most the CPU ratio times the cores it keeps
+busy: the 0.8 goal needs five or more.
 
 Run: ``python bench/bench_ingest.py [--clips N] [--size WxH] [--seconds S] [--parts K]``
 """
@@ -44,10 +48,23 @@ sys.path.insert(0, str(REPO))
 
 from aiprod_recipes.media import synth  # noqa: E402
 from aiprod_recipes.media.audio import decode_audio  # noqa: E402
-from aiprod_recipes.media.encode import encode_mp4  # noqa: E402
+from aiprod_recipes.media.clips import decode_clip  # noqa: E402
+from aiprod_recipes.media.encode import (  # noqa: E402
+    AAC_CODERS,
+    PRESETS,
+    as_yuv420p,
+    encode_mp4,
+    even_crop,
+)
 from aiprod_recipes.media.probe import probe  # noqa: E402
 from aiprod_recipes.media.scenes import detect_scenes  # noqa: E402
-from aiprod_recipes.media.video import iter_frames  # noqa: E402
+from aiprod_recipes.media.video import SceneFrames, decode_frames  # noqa: E402
+from aiprod_recipes.spec import Ingest  # noqa: E402
+from aiprod_recipes.stages.ingest import (  # noqa: E402
+    CLIP_AAC_CODER,
+    CLIP_AUDIO_CHANNELS,
+    CLIP_AUDIO_RATE,
+)
 
 FPS = 24
 SAMPLE_RATE = 48_000
@@ -85,10 +102,13 @@ def _frames(seed: int, n: int, width: int, height: int, cut: bool) -> Iterator[n
 
 
 def _sound(seed: int, seconds: float) -> np.ndarray:
+    """Two tones over a microphone's noise floor (-50 dBFS): no recording is free of it, and
+    pure digital tones are the one input on which AAC's fast coder is not the faster."""
     t = synth.times(seconds, SAMPLE_RATE)
     left = synth.tone(t, 220.0 + 7 * (seed % 50), 0.3)
     right = synth.tone(t, 330.0 + 5 * (seed % 40), 0.2)
-    return np.stack([left, right]).astype(np.float32)
+    floor = np.random.default_rng(seed).normal(0.0, 0.003, (2, t.shape[0]))
+    return (np.stack([left, right]) + floor).astype(np.float32)
 
 
 def make_clips(folder: Path, count: int, width: int, height: int, seconds: float) -> list[Path]:
@@ -116,9 +136,12 @@ def plain(path: Path) -> int:
 
 
 def ingest_decode(path: Path) -> int:
-    """Ingest's reading of a raw clip: frames at its rate, one at a time, and the sound."""
-    n = sum(1 for _ in iter_frames(path, FPS, frame_threads=False))
-    decode_audio(path, SAMPLE_RATE, 2)
+    """Ingest's reading of a raw clip: pictures at its rate, one frame at a time, made ready
+    for x264 (``as_yuv420p``), and the sound."""
+    seconds = probe(path).duration_s
+    with SceneFrames(path, FPS, frame_threads=False) as video:
+        n = sum(1 for _, p in video.pictures(0.0, seconds) if as_yuv420p(p))
+    decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS)
     return n
 
 
@@ -155,37 +178,125 @@ def run_stage_in(project: Path, raw: Path) -> Timing:
         os.chdir(cwd)
 
 
-def parts(paths: list[Path]) -> dict[str, float]:
-    """Seconds of each part of the stage's work, run one after another on ``paths``."""
-    from aiprod_recipes.specio import load_spec
+def _scene_pictures(path: Path, fps: float) -> list:
+    """A whole clip as ingest hands it to x264: decoded pictures at ``fps``, as yuv420p."""
+    seconds = probe(path).duration_s
+    with SceneFrames(path, fps, frame_threads=False) as video:
+        return [as_yuv420p(p) for _, p in video.pictures(0.0, seconds)]
 
-    cfg = load_spec(REPO / "recipes" / "tiny.toml").ingest
-    out = dict.fromkeys(("probe", "scene detection", "video decode + RGB", "audio decode",
-                         "H.264 encode", "AAC encode", "(H.264 veryfast)"), 0.0)
+
+def parts(paths: list[Path], cfg: Ingest) -> dict[str, float]:
+    """CPU seconds of each part of the stage's work, run one after another on ``paths``."""
+    out = dict.fromkeys(("probe", "scene detection", "video decode", "audio decode",
+                         f"H.264 encode ({cfg.preset})", "AAC encode"), 0.0)
     for path in paths:
-        t0 = time.perf_counter()
+        marks = [time.process_time()]
         probe(path)
-        t1 = time.perf_counter()
+        marks.append(time.process_time())
         detect_scenes(path, "content", {"threshold": cfg.detector.threshold},
                       cfg.min_scene_frames)
-        t2 = time.perf_counter()
-        frames = [f.copy() for _, f in iter_frames(path, cfg.fps, frame_threads=False)]
-        t3 = time.perf_counter()
-        sound = decode_audio(path, SAMPLE_RATE, 2)
-        t4 = time.perf_counter()
-        encode_mp4(io.BytesIO(), frames, cfg.fps, None, SAMPLE_RATE, cfg.crf)
-        t5 = time.perf_counter()
-        encode_mp4(io.BytesIO(), frames[:1], cfg.fps, sound, SAMPLE_RATE, cfg.crf)
-        t6 = time.perf_counter()
-        encode_mp4(io.BytesIO(), frames, cfg.fps, None, SAMPLE_RATE, cfg.crf, preset="veryfast")
-        t7 = time.perf_counter()
-        for key, dt in zip(out, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6),
-                           strict=True):
-            out[key] += dt
+        marks.append(time.process_time())
+        pictures = _scene_pictures(path, cfg.fps)
+        marks.append(time.process_time())
+        sound = decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS)
+        marks.append(time.process_time())
+        encode_mp4(io.BytesIO(), pictures, cfg.fps, None, crf=cfg.crf, preset=cfg.preset)
+        marks.append(time.process_time())
+        encode_mp4(io.BytesIO(), pictures[:1], cfg.fps, sound, CLIP_AUDIO_RATE, cfg.crf,
+                   preset=cfg.preset, aac_coder=CLIP_AAC_CODER)
+        marks.append(time.process_time())
+        for key, a, b in zip(out, marks[:-1], marks[1:], strict=True):
+            out[key] += b - a
     return out
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 10 * np.log10(255**2 / max(mse, 1e-10))
+
+
+def presets(paths: list[Path], cfg: Ingest) -> list[tuple[str, float, float, float]]:
+    """(label, CPU ms per frame, KiB per frame, mean PSNR dB) for each x264 preset at the
+    spec's crf, and for the way ingest encoded before (medium, RGB frames)."""
+    clips = [(_scene_pictures(p, cfg.fps), decode_frames(p, cfg.fps)) for p in paths]
+    frames = sum(len(rgb) for _, rgb in clips)
+    rows = []
+    for label, preset, via_rgb in [("medium, through RGB (before)", "medium", True),
+                                   *((name, name, False) for name in PRESETS[:6])]:
+        cpu, size, quality = 0.0, 0, []
+        for pictures, rgb in clips:
+            source = [even_crop(f) for f in rgb]
+            buf = io.BytesIO()
+            t = time.process_time()
+            encode_mp4(buf, source if via_rgb else pictures, cfg.fps, crf=cfg.crf, preset=preset)
+            cpu += time.process_time() - t
+            size += len(buf.getvalue())
+            quality.append(_psnr(decode_clip(buf.getvalue(), cfg.fps, None)[0], np.stack(source)))
+        rows.append((label, 1000 * cpu / frames, size / frames / 1024, float(np.mean(quality))))
+    return rows
+
+
+def _lossless(pcm: np.ndarray, codec: str) -> bytes:
+    """The sound alone, in mp4, with a lossless codec (for reference: ingest stores AAC)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(codec, rate=CLIP_AUDIO_RATE)
+        stream.layout = "stereo"
+        samples = (np.clip(pcm, -1, 1) * 32767).round().astype(np.int16)
+        for k in range(0, samples.shape[1], 4096):
+            chunk = np.ascontiguousarray(samples[:, k : k + 4096].T.reshape(1, -1))
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = CLIP_AUDIO_RATE, k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def sound(paths: list[Path]) -> list[tuple[str, float, float]]:
+    """(label, CPU seconds per second of sound, KiB per second) of each way to store it."""
+    pcm = [a for a in (decode_audio(p, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS) for p in paths)
+           if a is not None]
+    seconds = sum(a.shape[1] for a in pcm) / CLIP_AUDIO_RATE
+    first = [np.zeros((16, 16, 3), np.uint8)]
+
+    def aac(a: np.ndarray, coder: str) -> bytes:
+        buf = io.BytesIO()
+        encode_mp4(buf, first, FPS, a, CLIP_AUDIO_RATE, aac_coder=coder)
+        return buf.getvalue()
+
+    tags = {CLIP_AAC_CODER: " (ingest)", "twoloop": " (before)"}
+    ways = [*((f"AAC 128 kbit/s, {c}{tags.get(c, '')}", lambda a, c=c: aac(a, c))
+              for c in AAC_CODERS),
+            ("FLAC (lossless; not used)", lambda a: _lossless(a, "flac")),
+            ("PCM 16 bit (not used)", lambda a: _lossless(a, "pcm_s16le"))]
+    rows = []
+    for label, encode in ways:
+        t = time.process_time()
+        size = sum(len(encode(a)) for a in pcm)
+        rows.append((label, (time.process_time() - t) / seconds, size / seconds / 1024))
+    return rows
+
+
 # --------------------------------------------------------------------------- report
+
+def _report_parts(paths: list[Path]) -> None:
+    from aiprod_recipes.specio import load_spec
+
+    cfg = load_spec(REPO / "recipes" / "tiny.toml").ingest
+    split = parts(paths, cfg)
+    total = sum(split.values())
+    print(f"\nwhere the stage's CPU time goes ({len(paths)} clips, parts run one after another)")
+    for name, dt in split.items():
+        print(f"  {name:<24} {dt:>7.2f} s {100 * dt / total:>5.1f} %")
+    print(f"\nx264 presets at crf {cfg.crf} on the same clips (ingest.preset = "
+          f"{cfg.preset!r}; PSNR: the clip as latents decodes it against the source in RGB)")
+    print(f"  {'':<30} {'ms/frame':>9} {'KiB/frame':>10} {'PSNR dB':>8}")
+    for label, ms, kib, db in presets(paths, cfg):
+        print(f"  {label:<30} {ms:>9.2f} {kib:>10.2f} {db:>8.2f}")
+    print("\nthe clips' sound (48 kHz stereo), CPU seconds per second of sound")
+    for label, cost, kib in sound(paths):
+        print(f"  {label:<30} {cost:>9.4f} s/s {kib:>7.1f} KiB/s")
+
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,8 +308,6 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-    import aiprod_recipes.stages.ingest  # noqa: F401  (imports are not the stage's work)
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         raw = Path(tmp) / "raw"
@@ -224,15 +333,7 @@ def main(argv: list[str]) -> int:
               "busy the machine is, or on how many cores the stage spreads over)")
 
         if args.parts:
-            split = parts(paths[: args.parts])
-            reference = split.pop("(H.264 veryfast)")
-            total = sum(split.values())
-            print(f"\nwhere the stage's time goes ({min(args.parts, len(paths))} clips, "
-                  "parts run one after another)")
-            for name, dt in split.items():
-                print(f"  {name:<22} {dt:>7.2f} s {100 * dt / total:>5.1f} %")
-            print(f"  for reference, H.264 at x264's veryfast preset: {reference:.2f} s "
-                  "(different bytes: not what ingest does)")
+            _report_parts(paths[: args.parts])
     return 0
 
 
