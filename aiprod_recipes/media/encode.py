@@ -59,7 +59,7 @@ def even_crop(frame: np.ndarray) -> np.ndarray:
 
 
 def _plane(frame: av.VideoFrame, index: int, rows: int, cols: int) -> np.ndarray:
-    """The top-left ``rows x cols`` of one plane, read in place (planes are row-padded)."""
+    """The top-left ``rows x cols`` of one plane, in place (planes may be row-padded)."""
     plane = frame.planes[index]
     data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
     return data[:rows, :cols]
@@ -89,12 +89,9 @@ def as_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
     h, w = frame.height - frame.height % 2, frame.width - frame.width % 2
     if h == 0 or w == 0:
         raise MediaError(f"frame size {frame.width}x{frame.height} is too small")
-    packed = np.concatenate([
-        _plane(frame, 0, h, w).reshape(-1),
-        _plane(frame, 1, h // 2, w // 2).reshape(-1),
-        _plane(frame, 2, h // 2, w // 2).reshape(-1),
-    ]).reshape(-1, w)
-    out = av.VideoFrame.from_ndarray(packed, format=YUV420P)
+    out = av.VideoFrame(w, h, YUV420P)
+    for index, (rows, cols) in enumerate([(h, w), (h // 2, w // 2), (h // 2, w // 2)]):
+        _plane(out, index, rows, cols)[...] = _plane(frame, index, rows, cols)
     out.colorspace = matrix
     return out
 
