@@ -53,6 +53,8 @@ def test_threshold_detector_on_clip_without_fades_is_one_scene() -> None:
 
 def test_none_is_whole_clip() -> None:
     assert detect_scenes(real_clip("bikes.mp4"), "none", {}, 15) == [(0.0, 10.0)]
+    # a caller that probed the clip already passes its duration (no second probe)
+    assert detect_scenes(real_clip("bikes.mp4"), "none", {}, 15, duration_s=9.5) == [(0.0, 9.5)]
 
 
 def test_unknown_detector_and_params() -> None:

@@ -64,13 +64,18 @@ def detect_scenes(
     detector: str = "content",
     params: Mapping[str, Any] | None = None,
     min_scene_frames: int = 15,
+    *,
+    duration_s: float | None = None,
 ) -> list[Scene]:
     """``(start_s, end_s)`` of each scene; a clip without cuts is one scene.
 
     ``detector="none"`` skips detection (for sources known to be single shots).
+    ``duration_s``: the clip's duration when the caller has probed it already (opening a
+    file costs about as much as decoding a few frames, which is much of a short clip).
     """
-    info = probe(path)  # rejects unusable files with a clear reason before detection
-    whole = [(0.0, info.duration_s)]
+    if duration_s is None:
+        duration_s = probe(path).duration_s  # rejects unusable files with a clear reason
+    whole = [(0.0, duration_s)]
     if detector == "none":
         return whole
     det = make_detector(detector, dict(params or {}), min_scene_frames)

@@ -111,11 +111,11 @@ def _encode_scene(path: Path, video: SceneFrames, cfg: Ingest, start: float, end
     return buf.getvalue(), count, size, audio is not None
 
 
-def _scenes_of(path: Path, cfg: Ingest) -> list[tuple[float, float]]:
+def _scenes_of(path: Path, cfg: Ingest, duration_s: float) -> list[tuple[float, float]]:
     """Scenes cut by the spec's detector, then trimmed to the allowed length range."""
     params = msgspec.to_builtins(cfg.detector)
     name = params.pop("type")
-    found = detect_scenes(path, name, params, cfg.min_scene_frames)
+    found = detect_scenes(path, name, params, cfg.min_scene_frames, duration_s=duration_s)
     return split_long(found, cfg.min_duration_s, cfg.max_duration_s)
 
 
@@ -125,7 +125,7 @@ def process_source(path: Path, source: str, sha: str, cfg: Ingest, quarantine: Q
     Damage found on the way goes to the quarantine, under ``source_key``."""
     info = probe(path)
     check_frame_size(info, cfg.max_width, cfg.max_height)
-    scenes = _scenes_of(path, cfg)
+    scenes = _scenes_of(path, cfg, info.duration_s)
     if not scenes:
         raise MediaError(f"no scene of at least {cfg.min_duration_s}s "
                          f"(clip is {info.duration_s:.2f}s)", path)
