@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 
@@ -54,6 +53,8 @@ def crop_box(
 
 def fit_frames(frames: np.ndarray, bucket: Bucket, rng: np.random.Generator | None) -> np.ndarray:
     """First ``bucket.frames`` frames, resized to cover the bucket and cropped to it."""
+    import cv2  # OpenCV is loaded only when frames are fitted
+
     clip = frames[: bucket.frames]
     h, w = clip.shape[1:3]
     scale, x, y = crop_box(w, h, bucket.width, bucket.height, rng)

@@ -19,6 +19,10 @@ The Gemma text encoder and the V1 text-feature projection are sized by ltx-core'
 module-global Gemma config (see ``gemma_config``): the Gemma folder's ``config.json``
 is applied while they are built. Without a Gemma folder the projection's width and depth
 are read from the checkpoint header.
+
+ltx-core's Gemma package imports all of transformers, and the streamed transformer loader
+imports the quantization library (which does too), so each is imported only when its
+component is built: a stage that needs the VAEs (latents, reference) never pays for them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from ltx_core.loader import SingleGPUModelBuilder
@@ -50,26 +55,14 @@ from ltx_core.model.video_vae import (
     VideoEncoder,
     VideoEncoderConfigurator,
 )
-from ltx_core.text_encoders.gemma import (
-    EMBEDDINGS_PROCESSOR_KEY_OPS,
-    GEMMA_LLM_KEY_OPS,
-    GEMMA_MODEL_OPS,
-    EmbeddingsProcessor,
-    EmbeddingsProcessorConfigurator,
-    GemmaTextEncoder,
-    GemmaTextEncoderConfigurator,
-    module_ops_from_gemma_root,
-)
-from ltx_core.text_encoders.gemma.config import Gemma3ConfigData
 
-from aiprod_recipes.model.gemma_config import (
-    gemma_config_applied,
-    read_gemma_config,
-    with_text_dims,
-)
 from aiprod_recipes.model.header import read_header
-from aiprod_recipes.model.streamed import StateHook, load_transformer
-from aiprod_recipes.model.text8bit import check_8bit_device, to_8bit_linears
+
+if TYPE_CHECKING:
+    from ltx_core.text_encoders.gemma import EmbeddingsProcessor, GemmaTextEncoder
+    from ltx_core.text_encoders.gemma.config import Gemma3ConfigData
+
+    from aiprod_recipes.model.streamed import StateHook
 
 COMPONENTS = frozenset(
     {
@@ -84,6 +77,8 @@ COMPONENTS = frozenset(
     }
 )
 _NEEDS_GEMMA_DIR = frozenset({"text_encoder"})
+_TEXT = frozenset({"text_encoder", "embeddings_processor"})
+"""Components sized by ltx-core's Gemma config (built with the Gemma package imported)."""
 _CPU = torch.device("cpu")
 _PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
 
@@ -118,6 +113,10 @@ class LoadOptions:
 
 def _projection_gemma_config(checkpoint: Path) -> Gemma3ConfigData:
     """Gemma text dims implied by the V1 projection weight's shape in the header."""
+    from ltx_core.text_encoders.gemma.config import Gemma3ConfigData
+
+    from aiprod_recipes.model.gemma_config import with_text_dims
+
     _, header = read_header(checkpoint)
     entry = header.get(_PROJECTION_KEY)
     if entry is None:
@@ -142,7 +141,6 @@ def _builders(checkpoint: str) -> dict[str, SingleGPUModelBuilder]:
         "audio_encoder": (AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER),
         "audio_decoder": (AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER),
         "vocoder": (VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER),
-        "embeddings_processor": (EmbeddingsProcessorConfigurator, EMBEDDINGS_PROCESSOR_KEY_OPS),
     }
     return {
         name: SingleGPUModelBuilder(
@@ -157,6 +155,8 @@ def _builders(checkpoint: str) -> dict[str, SingleGPUModelBuilder]:
 def _text_encoder(gemma_dir: Path, device: torch.device, dtype: torch.dtype,
                   in_8bit: bool) -> torch.nn.Module:
     """Gemma on ``device``; in 8 bit it is built on the CPU and quantized as it moves."""
+    from aiprod_recipes.model.text8bit import check_8bit_device, to_8bit_linears
+
     builder = _text_encoder_builder(gemma_dir)
     if not in_8bit:
         return builder.build(device=device, dtype=dtype)
@@ -166,7 +166,24 @@ def _text_encoder(gemma_dir: Path, device: torch.device, dtype: torch.dtype,
     return module.to(device)
 
 
+def _embeddings_processor_builder(checkpoint: str) -> SingleGPUModelBuilder:
+    from ltx_core.text_encoders.gemma import (
+        EMBEDDINGS_PROCESSOR_KEY_OPS,
+        EmbeddingsProcessorConfigurator,
+    )
+
+    return SingleGPUModelBuilder(model_class_configurator=EmbeddingsProcessorConfigurator,
+                                 model_path=checkpoint, model_sd_ops=EMBEDDINGS_PROCESSOR_KEY_OPS)
+
+
 def _text_encoder_builder(gemma_dir: Path) -> SingleGPUModelBuilder:
+    from ltx_core.text_encoders.gemma import (
+        GEMMA_LLM_KEY_OPS,
+        GEMMA_MODEL_OPS,
+        GemmaTextEncoderConfigurator,
+        module_ops_from_gemma_root,
+    )
+
     return SingleGPUModelBuilder(
         model_class_configurator=GemmaTextEncoderConfigurator,
         model_path=gemma_weight_paths(gemma_dir),
@@ -212,20 +229,33 @@ def load_components(
     wanted = _validate(want, gemma_dir)
     device = torch.device(device)
     builders = _builders(str(checkpoint))
-    gemma = read_gemma_config(gemma_dir) if gemma_dir is not None else None
     loaded: dict[str, torch.nn.Module] = {}
     if "transformer" in wanted:
+        from aiprod_recipes.model.streamed import load_transformer
+
         loaded["transformer"] = load_transformer(Path(checkpoint), device, dtype, options.quant,
                                                  options.blocks_on_cpu, options.state_hooks)
-    for name in sorted(wanted - {"transformer", "text_encoder", "embeddings_processor"}):
+    for name in sorted(wanted - {"transformer"} - _TEXT):
         loaded[name] = builders[name].build(device=device, dtype=dtype)
+    if wanted & _TEXT:
+        loaded.update(_load_text(checkpoint, gemma_dir, wanted, device, dtype,
+                                 options.text_in_8bit))
+    return Components(**{name: _checked(name, module) for name, module in loaded.items()})
+
+
+def _load_text(checkpoint: Path, gemma_dir: Path | None, wanted: frozenset[str],
+               device: torch.device, dtype: torch.dtype,
+               in_8bit: bool) -> dict[str, torch.nn.Module]:
+    """The text-side components, under the Gemma config of ``gemma_dir`` (or the header's)."""
+    from aiprod_recipes.model.gemma_config import gemma_config_applied, read_gemma_config
+
+    gemma = read_gemma_config(gemma_dir) if gemma_dir is not None else None
+    loaded: dict[str, torch.nn.Module] = {}
     if "embeddings_processor" in wanted:
         with gemma_config_applied(gemma or _projection_gemma_config(Path(checkpoint))):
-            loaded["embeddings_processor"] = builders["embeddings_processor"].build(
-                device=device, dtype=dtype
-            )
+            loaded["embeddings_processor"] = _embeddings_processor_builder(
+                str(checkpoint)).build(device=device, dtype=dtype)
     if "text_encoder" in wanted and gemma_dir is not None and gemma is not None:
         with gemma_config_applied(gemma):
-            loaded["text_encoder"] = _text_encoder(gemma_dir, device, dtype,
-                                                   options.text_in_8bit)
-    return Components(**{name: _checked(name, module) for name, module in loaded.items()})
+            loaded["text_encoder"] = _text_encoder(gemma_dir, device, dtype, in_8bit)
+    return loaded

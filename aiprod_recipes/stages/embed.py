@@ -1,7 +1,8 @@
 """embed: captions -> Gemma text features (the LTX-2 text path before the connectors).
 
 Features are stored per clip in shards, keyed by the caption text, the text_encoder section
-and the model fingerprint; only new or changed captions load Gemma at all.
+and the model fingerprint; only new or changed captions load Gemma at all (or import it:
+ltx-core's Gemma code pulls in transformers).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 from aiprod_recipes.model.errors import ModelSettingError
 from aiprod_recipes.model.runtime import load_model, load_options, model_fingerprint
-from aiprod_recipes.model.text import encode_captions
 from aiprod_recipes.names import CAPTION
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
@@ -30,9 +30,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
         for key, item in writer.to_compute(keyed, "embed"):
             components = components or _load(spec, paths)
-            (features,) = encode_captions(components.text_encoder,
-                                          components.embeddings_processor, [captions[item]],
-                                          spec.text_encoder.max_tokens)
+            features = _features(spec, components, captions[item])
             tensors = {"video": features.video, "mask": features.mask}
             if features.audio is not None:
                 tensors["audio"] = features.audio
@@ -47,3 +45,12 @@ def _load(spec: Spec, paths: StagePaths) -> Any:
                           load_options(spec))
     except ModelSettingError as e:
         raise StageFailed(f"embed: {e}") from e
+
+
+def _features(spec: Spec, components: Any, caption: str) -> Any:
+    """One caption's stored Gemma features (``model.text.TextFeatures``)."""
+    from aiprod_recipes.model.text import encode_captions
+
+    (features,) = encode_captions(components.text_encoder, components.embeddings_processor,
+                                  [caption], spec.text_encoder.max_tokens)
+    return features

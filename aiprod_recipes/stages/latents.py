@@ -3,6 +3,7 @@
 Each clip takes one bucket (nearest aspect ratio, then most frames, then largest area). Audio
 covers exactly the bucket's duration so both modalities line up. Clips are streamed one at a
 time, so memory does not grow with the number of clips; only changed clips are encoded.
+The model code is imported when a clip needs encoding, and only the VAEs' (never Gemma's).
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ import sys
 from typing import Any
 
 import numpy as np
-from ltx_core.model.video_vae import TilingConfig
 
 from aiprod_recipes.media.buckets import Bucket, choose_bucket, fit_frames
-from aiprod_recipes.media.clips import decode_clip
 from aiprod_recipes.model.runtime import load_model, model_fingerprint
-from aiprod_recipes.model.vae import audio_latent_frames, encode_audio, encode_video
 from aiprod_recipes.names import CLIP_TENSOR, INGEST, MODEL_AUDIO_RATE
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
@@ -31,8 +29,11 @@ def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
                     params=section_values(spec, ("video", "audio")), model=model_fp)
 
 
-def tiling_of(spec: Spec) -> TilingConfig | None:
-    """ltx-core's tiled encoder for ``video.tiled_encode``: bounded memory on large frames."""
+def tiling_of(spec: Spec) -> Any:
+    """ltx-core's tiled encoder (a ``TilingConfig``) for ``video.tiled_encode``: bounded
+    memory on large frames; None for whole-frame encoding."""
+    from ltx_core.model.video_vae import TilingConfig
+
     return TilingConfig.default() if spec.video.tiled_encode else None
 
 
@@ -53,6 +54,8 @@ def clip_pixels(spec: Spec, row: dict[str, Any], data: bytes, key: str,
     bucket = choose_bucket(buckets_of(spec), row["width"], row["height"], row["frames"])
     if bucket is None:
         return None
+    from aiprod_recipes.media.clips import decode_clip
+
     duration = bucket.frames / row["fps"]
     rate = MODEL_AUDIO_RATE if with_audio else None
     frames, audio = decode_clip(data, row["fps"], rate, duration)
@@ -61,8 +64,16 @@ def clip_pixels(spec: Spec, row: dict[str, Any], data: bytes, key: str,
     return bucket, fit_frames(frames, bucket, crop_rng(spec, key)), audio
 
 
+def _video_latent(spec: Spec, components: Any, frames: np.ndarray) -> Any:
+    from aiprod_recipes.model.vae import encode_video
+
+    return encode_video(components.video_encoder, frames, tiling_of(spec))
+
+
 def _audio_latent(spec: Spec, components: Any, audio: np.ndarray | None,
                   duration_s: float) -> Any:
+    from aiprod_recipes.model.vae import audio_latent_frames, encode_audio
+
     if audio is None:
         if spec.audio.on_missing == "skip":
             return None
@@ -88,8 +99,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                 continue
             bucket, frames, audio = fitted
             components = components or load_model(spec.model, paths.model, want)
-            latent = encode_video(components.video_encoder, frames, tiling_of(spec))
-            tensors = {"video": latent.bfloat16()}
+            tensors = {"video": _video_latent(spec, components, frames).bfloat16()}
             if spec.audio.enabled:
                 latent = _audio_latent(spec, components, audio, bucket.frames / row["fps"])
                 if latent is None:

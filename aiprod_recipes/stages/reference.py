@@ -2,21 +2,19 @@
 
 The reference of a clip is made from exactly the frames its target latent was made from
 (same bucket, same crop), downscaled by ``reference.downscale``. When the recipe does not use
-references the stage writes an empty manifest and finishes at once.
+references the stage writes an empty manifest and finishes at once: the media and model
+code (and torch) are imported only when references are on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiprod_recipes.media.canny import canny_video
 from aiprod_recipes.model.runtime import load_model, model_fingerprint
-from aiprod_recipes.model.vae import encode_video
 from aiprod_recipes.names import CLIP_TENSOR, INGEST
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.context import Report, StagePaths
-from aiprod_recipes.stages.latents import clip_pixels, latents_key, tiling_of
 from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
 
 
@@ -25,6 +23,10 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     if not spec.reference.enabled:
         writer.close()
         return {"enabled": False, "clips": 0}
+    from aiprod_recipes.media.canny import canny_video
+    from aiprod_recipes.model.vae import encode_video
+    from aiprod_recipes.stages.latents import clip_pixels, latents_key, tiling_of
+
     clips = ShardReader(paths.upstream(INGEST))
     params = section_values(spec, ("reference", "video"))
     model_fp = model_fingerprint(paths.model)

@@ -8,6 +8,10 @@ computes only the rest. Writing is streamed shard by shard (items arrive in key 
 memory does not grow with the number of items.
 
 Identical inputs give byte-identical shards and manifests: no timestamps, sorted names.
+
+torch is imported only where tensors are read or written: a stage that only reads manifests
+(split) or stored bytes (caption), or writes an empty output (a disabled stage), starts
+without it.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from aiprod_recipes.names import MANIFEST_FILE
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 PREFIX_LEN = 2
@@ -76,8 +81,8 @@ class ShardReader:
     def item_bytes(self, item: str, name: str) -> bytes:
         """One stored uint8 tensor of an item as bytes (a scene clip's mp4, for instance)."""
         row = self.by_item[item]
-        with safe_open(self.folder / row["shard"], framework="pt") as f:
-            return f.get_tensor(f"{row['key']}.{name}").numpy().tobytes()
+        with safe_open(self.folder / row["shard"], framework="numpy") as f:
+            return f.get_tensor(f"{row['key']}.{name}").tobytes()
 
 
 def open_previous(folder: Path | None) -> ShardReader | None:
@@ -157,6 +162,8 @@ class ShardWriter:
     def _flush(self) -> None:
         if self._pending_shard is None:
             return
+        from safetensors.torch import save_file
+
         self.folder.mkdir(parents=True, exist_ok=True)
         save_file(dict(sorted(self._pending.items())), str(self.folder / self._pending_shard),
                   metadata={"format": str(FORMAT_VERSION)})
