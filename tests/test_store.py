@@ -13,6 +13,7 @@ from aiprod_recipes.store.shards import (
     ShardWriter,
     item_key,
     open_previous,
+    shard_name,
 )
 
 
@@ -68,3 +69,48 @@ def test_keys_must_be_ordered(tmp_path: Path) -> None:
     w.add("bb", "x", {"t": torch.zeros(1)})
     with pytest.raises(ValueError, match="increasing key order"):
         w.add("aa", "y", {"t": torch.zeros(1)})
+
+
+def test_a_shard_shared_with_reused_items_is_written_as_from_scratch(tmp_path: Path) -> None:
+    items = {f"clip{i}": i for i in range(40)}
+    keys = {name: item_key(item=name, value=v) for name, v in items.items()}
+    shards = [shard_name(k) for k in keys.values()]
+    left_out = next(n for n, k in keys.items() if shards.count(shard_name(k)) > 1)
+    _write(tmp_path / "scratch", items)
+    _write(tmp_path / "before", {n: v for n, v in items.items() if n != left_out})
+    w = _write(tmp_path / "after", items, previous=tmp_path / "before")
+    assert (w.computed, w.reused) == (1, 39)
+    names = sorted(p.name for p in (tmp_path / "scratch").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "after").iterdir())
+    for name in names:
+        scratch, after = (tmp_path / d / name for d in ("scratch", "after"))
+        assert scratch.read_bytes() == after.read_bytes()
+
+
+REUSE_EVERYTHING = """
+import sys
+from pathlib import Path
+from aiprod_recipes.store.shards import ShardReader, ShardWriter, open_previous
+previous = open_previous(Path(sys.argv[1]))
+with ShardWriter(Path(sys.argv[2]), previous) as w:
+    for row in sorted(previous.rows, key=lambda r: r["key"]):
+        w.reuse(row["key"], row["item"])
+print("torch" in sys.modules)
+"""
+
+
+def test_reusing_every_item_loads_no_tensor(tmp_path: Path) -> None:
+    """Whole shards are copied: a stage with nothing to compute does not even import torch."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    _write(tmp_path / "a", {f"clip{i}": i for i in range(30)})
+    proc = subprocess.run([sys.executable, "-c", REUSE_EVERYTHING, str(tmp_path / "a"),
+                           str(tmp_path / "b")], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.strip() == "False"
+    for path in (tmp_path / "a").iterdir():
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()

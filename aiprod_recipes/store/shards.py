@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,12 +63,19 @@ class ShardReader:
                 self.rows = [json.loads(line) for line in f if line.strip()]
         self.by_key = {row["key"]: row for row in self.rows}
         self.by_item = {row["item"]: row for row in self.rows}
+        self._by_shard: dict[str, list[str]] = {}
+        for row in self.rows:
+            self._by_shard.setdefault(row["shard"], []).append(row["key"])
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __contains__(self, key: str) -> bool:
         return key in self.by_key
+
+    def shard_keys(self, shard: str) -> list[str]:
+        """The keys stored in one shard file, in key order."""
+        return sorted(self._by_shard.get(shard, []))
 
     def tensors(self, key: str) -> dict[str, torch.Tensor]:
         """The tensors stored for one item."""
@@ -96,13 +104,19 @@ class ShardWriter:
     """Write items, in key order, into prefix shards; reuse unchanged items from ``previous``.
 
     Use as a context manager; ``close`` writes the last shard and the manifest.
+
+    A shard whose items all come unchanged from one stored output that holds exactly those
+    items in its shard of the same name would be written byte for byte as that file is, so
+    the file is copied instead: adding one item to many rewrites one shard, and a run that
+    reuses everything loads no tensor (nor torch).
     """
 
     def __init__(self, folder: Path, previous: ShardReader | None = None) -> None:
         self.folder = folder
         self.previous = previous
         self.rows: list[dict[str, Any]] = []
-        self._pending: dict[str, torch.Tensor] = {}
+        self._pending: list[tuple[str, dict[str, torch.Tensor] | ShardReader]] = []
+        """The current shard's items: their tensors, or the stored output holding them."""
         self._pending_shard: str | None = None
         self._last_key = ""
         self.computed = 0
@@ -133,19 +147,25 @@ class ShardWriter:
     def reuse(self, key: str, item: str) -> None:
         """Copy an unchanged item from the previous output."""
         assert self.previous is not None
-        row = self.previous.by_key[key]
-        meta = {k: v for k, v in row.items() if k not in ("key", "item", "shard", "tensors")}
-        self._add(key, item, self.previous.tensors(key), meta)
+        self.copy(self.previous, key, item)
         self.reused += 1
+
+    def copy(self, source: ShardReader, key: str, item: str) -> None:
+        """Store an item exactly as ``source`` holds it (tensors and metadata); its tensors
+        are read when its shard is written, if that shard cannot be copied whole."""
+        row = source.by_key[key]
+        meta = {k: v for k, v in row.items() if k not in ("key", "item", "shard", "tensors")}
+        self._add(key, item, source, row["tensors"], meta)
 
     def add(self, key: str, item: str, tensors: dict[str, torch.Tensor],
             meta: dict[str, Any] | None = None) -> None:
         """Store a freshly computed item."""
-        self._add(key, item, tensors, meta or {})
+        held = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+        self._add(key, item, held, sorted(tensors), meta or {})
         self.computed += 1
 
-    def _add(self, key: str, item: str, tensors: dict[str, torch.Tensor],
-             meta: dict[str, Any]) -> None:
+    def _add(self, key: str, item: str, tensors: dict[str, torch.Tensor] | ShardReader,
+             names: list[str], meta: dict[str, Any]) -> None:
         if key <= self._last_key:
             raise ValueError(f"items must be added in increasing key order ({key} after "
                              f"{self._last_key}) and once each")
@@ -154,20 +174,38 @@ class ShardWriter:
         if shard != self._pending_shard:
             self._flush()
             self._pending_shard = shard
-        for name, t in tensors.items():
-            self._pending[f"{key}.{name}"] = t.detach().to("cpu").contiguous()
-        self.rows.append({**meta, "key": key, "item": item, "shard": shard,
-                          "tensors": sorted(tensors)})
+        self._pending.append((key, tensors))
+        self.rows.append({**meta, "key": key, "item": item, "shard": shard, "tensors": names})
+
+    def _whole_copy(self) -> Path | None:
+        """The stored shard file identical to the pending shard, if there is one."""
+        sources = {id(held): held for _, held in self._pending}
+        if len(sources) != 1:
+            return None
+        (source,) = sources.values()
+        keys = [key for key, _ in self._pending]
+        if not isinstance(source, ShardReader) or source.shard_keys(self._pending_shard) != keys:
+            return None
+        return source.folder / str(self._pending_shard)
 
     def _flush(self) -> None:
         if self._pending_shard is None:
             return
-        from safetensors.torch import save_file
-
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_file(dict(sorted(self._pending.items())), str(self.folder / self._pending_shard),
-                  metadata={"format": str(FORMAT_VERSION)})
-        self._pending = {}
+        target = self.folder / self._pending_shard
+        stored = self._whole_copy()
+        if stored is not None:
+            shutil.copyfile(stored, target)
+        else:
+            from safetensors.torch import save_file
+
+            tensors: dict[str, torch.Tensor] = {}
+            for key, held in self._pending:
+                found = held.tensors(key) if isinstance(held, ShardReader) else held
+                tensors.update({f"{key}.{name}": t for name, t in found.items()})
+            save_file(dict(sorted(tensors.items())), str(target),
+                      metadata={"format": str(FORMAT_VERSION)})
+        self._pending = []
         self._pending_shard = None
 
     def close(self) -> None:
