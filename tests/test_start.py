@@ -63,6 +63,18 @@ assert c.video_encoder is not None and c.audio_encoder is not None
     assert "torch" in found["loaded"] and "ltx_core" in found["loaded"]
 
 
+def test_ingest_runs_without_torch(tmp_path: Path) -> None:
+    """Scene clips are stored as numpy arrays of mp4 bytes: ingest never needs torch."""
+    (tmp_path / "raw").mkdir()
+    shutil.copy(REPO / "data" / "sample" / "pulse.mp4", tmp_path / "raw")
+    write_spec(tmp_path, data={"raw_dir": "raw"})
+    body = """
+from aiprod_recipes.runtime import run_stage
+assert run_stage("ingest")["clips"] >= 1
+"""
+    assert "torch" not in imported_after(body, tmp_path)["loaded"]
+
+
 def test_reference_off_runs_without_torch(tiny_model: TinyPaths, tmp_path: Path) -> None:  # noqa: F811
     base = tmp_path / stage_dir(BASE)
     base.mkdir(parents=True)

@@ -114,3 +114,25 @@ def test_reusing_every_item_loads_no_tensor(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "False"
     for path in (tmp_path / "a").iterdir():
         assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()
+
+
+def test_numpy_arrays_store_the_bytes_torch_tensors_do(tmp_path: Path) -> None:
+    import numpy as np
+
+    items = {f"clip{i}": bytes(range(i, i + 50)) for i in range(12)}
+    keyed = sorted((item_key(item=name), name) for name in items)
+    for folder, wrap in (("torch", lambda b: torch.frombuffer(bytearray(b), dtype=torch.uint8)),
+                         ("numpy", lambda b: np.frombuffer(b, dtype=np.uint8))):
+        with ShardWriter(tmp_path / folder) as w:
+            for key, name in keyed:
+                w.add(key, name, {"mp4": wrap(items[name])})
+    with ShardWriter(tmp_path / "mixed", open_previous(tmp_path / "torch")) as w:
+        for key, name in keyed:
+            if name == "clip3":
+                w.add(key, name, {"mp4": np.frombuffer(items[name], dtype=np.uint8)})
+            else:
+                w.reuse(key, name)
+    for path in (tmp_path / "torch").iterdir():
+        assert path.read_bytes() == (tmp_path / "numpy" / path.name).read_bytes()
+        assert path.read_bytes() == (tmp_path / "mixed" / path.name).read_bytes()
+    assert ShardReader(tmp_path / "numpy").item_bytes("clip5", "mp4") == items["clip5"]

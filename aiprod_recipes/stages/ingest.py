@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from aiprod_recipes.media.audio import decode_audio
@@ -235,7 +234,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                 continue
             processed += 1
             for index, (row, data) in enumerate(scenes):
-                tensor = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
+                tensor = np.frombuffer(data, dtype=np.uint8)  # stored through numpy: no torch
                 writer.add(f"{source_key}-{index:03d}", row["item"], {CLIP_TENSOR: tensor},
                            {**row, "source_key": source_key})
     quarantine.write(paths.out / QUARANTINE_FILE)

@@ -28,7 +28,13 @@ from safetensors import safe_open
 from aiprod_recipes.names import MANIFEST_FILE
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+
+Tensor = Any
+"""A torch tensor or a numpy array (kept loose so that this module never imports torch)."""
+_NO_NUMPY = frozenset({"BF16", "F8_E4M3", "F8_E5M2"})
+"""safetensors dtypes numpy cannot hold."""
 
 FORMAT_VERSION = 1
 PREFIX_LEN = 2
@@ -83,6 +89,19 @@ class ShardReader:
         with safe_open(self.folder / row["shard"], framework="pt") as f:
             return {name: f.get_tensor(f"{key}.{name}") for name in row["tensors"]}
 
+    def arrays(self, key: str) -> dict[str, np.ndarray]:
+        """The tensors stored for one item, as numpy arrays (not for bfloat16)."""
+        row = self.by_key[key]
+        with safe_open(self.folder / row["shard"], framework="numpy") as f:
+            return {name: f.get_tensor(f"{key}.{name}") for name in row["tensors"]}
+
+    def numpy_compatible(self, key: str) -> bool:
+        """Whether every tensor of an item has a numpy dtype (bfloat16 has none)."""
+        row = self.by_key[key]
+        with safe_open(self.folder / row["shard"], framework="numpy") as f:
+            return all(f.get_slice(f"{key}.{name}").get_dtype() not in _NO_NUMPY
+                       for name in row["tensors"])
+
     def item_tensors(self, item: str) -> dict[str, torch.Tensor]:
         return self.tensors(self.by_item[item]["key"])
 
@@ -115,7 +134,7 @@ class ShardWriter:
         self.folder = folder
         self.previous = previous
         self.rows: list[dict[str, Any]] = []
-        self._pending: list[tuple[str, dict[str, torch.Tensor] | ShardReader]] = []
+        self._pending: list[tuple[str, dict[str, Tensor] | ShardReader]] = []
         """The current shard's items: their tensors, or the stored output holding them."""
         self._pending_shard: str | None = None
         self._last_key = ""
@@ -157,14 +176,15 @@ class ShardWriter:
         meta = {k: v for k, v in row.items() if k not in ("key", "item", "shard", "tensors")}
         self._add(key, item, source, row["tensors"], meta)
 
-    def add(self, key: str, item: str, tensors: dict[str, torch.Tensor],
+    def add(self, key: str, item: str, tensors: dict[str, Tensor],
             meta: dict[str, Any] | None = None) -> None:
-        """Store a freshly computed item."""
-        held = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+        """Store a freshly computed item: torch tensors, or numpy arrays (a stage that stores
+        only arrays, such as ingest's mp4 bytes, never needs torch)."""
+        held = {name: _held(t) for name, t in tensors.items()}
         self._add(key, item, held, sorted(tensors), meta or {})
         self.computed += 1
 
-    def _add(self, key: str, item: str, tensors: dict[str, torch.Tensor] | ShardReader,
+    def _add(self, key: str, item: str, tensors: dict[str, Tensor] | ShardReader,
              names: list[str], meta: dict[str, Any]) -> None:
         if key <= self._last_key:
             raise ValueError(f"items must be added in increasing key order ({key} after "
@@ -197,14 +217,7 @@ class ShardWriter:
         if stored is not None:
             shutil.copyfile(stored, target)
         else:
-            from safetensors.torch import save_file
-
-            tensors: dict[str, torch.Tensor] = {}
-            for key, held in self._pending:
-                found = held.tensors(key) if isinstance(held, ShardReader) else held
-                tensors.update({f"{key}.{name}": t for name, t in found.items()})
-            save_file(dict(sorted(tensors.items())), str(target),
-                      metadata={"format": str(FORMAT_VERSION)})
+            _save(self._pending, target)
         self._pending = []
         self._pending_shard = None
 
@@ -214,6 +227,43 @@ class ShardWriter:
         lines = [canonical_json(row) for row in sorted(self.rows, key=lambda r: r["item"])]
         (self.folder / MANIFEST_FILE).write_text("".join(line + "\n" for line in lines),
                                             encoding="utf-8")
+
+
+def _held(t: Tensor) -> Tensor:
+    """A freshly computed tensor as the writer keeps it until its shard is written."""
+    import numpy as np
+
+    if isinstance(t, np.ndarray):
+        return np.ascontiguousarray(t)
+    return t.detach().to("cpu").contiguous()
+
+
+def _save(pending: list[tuple[str, dict[str, Tensor] | ShardReader]], target: Path) -> None:
+    """Write one shard. Arrays and torch tensors of one dtype and shape serialize to the same
+    bytes, so a shard with no fresh torch tensor and no bfloat16 is written through numpy."""
+    import numpy as np
+
+    fresh = [t for _, held in pending if not isinstance(held, ShardReader) for t in held.values()]
+    stored = [(key, held) for key, held in pending if isinstance(held, ShardReader)]
+    as_numpy = all(isinstance(t, np.ndarray) for t in fresh) and all(
+        held.numpy_compatible(key) for key, held in stored)
+    tensors: dict[str, Tensor] = {}
+    for key, held in pending:
+        found = (held if not isinstance(held, ShardReader)
+                 else held.arrays(key) if as_numpy else held.tensors(key))
+        tensors.update({f"{key}.{name}": t for name, t in found.items()})
+    ordered = dict(sorted(tensors.items()))
+    metadata = {"format": str(FORMAT_VERSION)}
+    if as_numpy:
+        from safetensors.numpy import save_file as save_arrays
+
+        save_arrays(ordered, str(target), metadata=metadata)
+    else:
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                   for k, v in ordered.items()}, str(target), metadata=metadata)
 
 
 def iter_rows(folder: Path) -> Iterator[dict[str, Any]]:
