@@ -34,6 +34,13 @@ SPLIT = "split"
 TRAIN = "train"
 EVALUATE = "evaluate"
 
+# Running a stage as several processes
+ACCELERATE_CONFIG_ENV = "AIPROD_ACCELERATE_CONFIG"
+"""Environment variable naming an accelerate config: the per-item preprocessing stages then
+run as its processes. A runtime choice, never a param: it changes no output byte."""
+PARTS_DIR = ".parts"
+"""Inside a stage's temporary output: one folder per process, merged by the main one."""
+
 # Files every stage output may hold.
 PROVENANCE_FILE = "provenance.json"
 MANIFEST_FILE = "manifest.jsonl"

@@ -82,6 +82,10 @@ class StageDef:
     accelerate_config: Callable[[Spec], str] | None = None
     """The accelerate config file a spec asks this stage to run under (empty: one
     process); the runtime then starts the stage's work in every process of that config."""
+    item_parallel: bool = False
+    """A per-item stage whose output is the same bytes for any process count: it runs as
+    the processes of the accelerate config the environment names
+    (``runtime.launch_config``), each computing its share of the items (``store.parts``)."""
 
     @property
     def module(self) -> str:
@@ -139,24 +143,25 @@ STAGES: tuple[StageDef, ...] = (
     StageDef(
         CAPTION, "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
         sections=("caption",), upstream=(INGEST,), uses_raw=True,
-        code=("aiprod_recipes/captioning",), persist=True,
+        code=("aiprod_recipes/captioning",), persist=True, item_parallel=True,
     ),
     StageDef(
         EMBED, "captions -> Gemma text features",
         sections=("text_encoder", "model"), upstream=(CAPTION,), uses_model=True,
-        code=("aiprod_recipes/model",), persist=True,
+        code=("aiprod_recipes/model",), persist=True, item_parallel=True,
     ),
     StageDef(
         LATENTS, "clips -> bucketed video latents and audio latents",
         sections=("video", "audio", "model"), upstream=(INGEST,), uses_model=True,
         code=("aiprod_recipes/model", "aiprod_recipes/media"),
-        persist=True,
+        persist=True, item_parallel=True,
     ),
     StageDef(
         REFERENCE, "Canny-edge reference latents for IC-LoRA (empty when off)",
         sections=("reference", "video", "audio", "model"), upstream=(INGEST,),
         uses_model=True, code=("aiprod_recipes/model", "aiprod_recipes/media",
                                "aiprod_recipes/stages/latents.py"), persist=True,
+        item_parallel=True,
     ),
     StageDef(
         SPLIT, "train/val assignment by content hash",

@@ -1,15 +1,18 @@
 """The thin runtime: load the spec, run one stage, make its output atomic, record provenance.
 
 Everything a stage needs arrives through ``StagePaths`` (built here from the registry);
-stages never decide paths. A stage whose spec names an accelerate config runs as several
-processes (``launch_workers``): each runs the stage's ``run`` with the same paths, only the
-main one writes, and the output is finished here as for a single process.
+stages never decide paths. A stage given an accelerate config (``launch_config``) runs as
+several processes (``launch_workers``): each runs the stage's ``run`` with the same paths,
+only the main one writes, and the output is finished here as for a single process. On the
+other machines of a multi-machine config the stage only joins those processes
+(``join_workers``): it leaves every output alone.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,13 +21,14 @@ from typing import Any, Protocol
 
 from aiprod_recipes.dvc_bare_params import stray_params_yaml
 from aiprod_recipes.model.runtime import model_fingerprint, model_paths
-from aiprod_recipes.names import SPEC_FILE, stage_dir
+from aiprod_recipes.names import ACCELERATE_CONFIG_ENV, SPEC_FILE, stage_dir
 from aiprod_recipes.provenance import package_versions, path_digest, write_provenance
 from aiprod_recipes.registry import StageDef, data_deps, get_stage
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import load_spec, section_values
 from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.store.atomic import atomic_dir
+from aiprod_recipes.store.parts import Share
 
 WORKER_REPORT = ".worker-report.json"
 """Where the main worker leaves the stage's report for the launching process."""
@@ -35,12 +39,14 @@ class StageModule(Protocol):
 
 
 def stage_paths(stage: StageDef, spec: Spec, out: Path, previous: Path | None,
-                spec_file: Path | str = SPEC_FILE) -> StagePaths:
-    """The paths and declarations a stage run gets, from the registry."""
+                spec_file: Path | str = SPEC_FILE, share: Share | None = None) -> StagePaths:
+    """The paths and declarations a stage run gets, from the registry (and, in one of
+    several processes, that process's share of the items)."""
     return StagePaths(out=out, previous=previous, raw_dir=Path(spec.data.raw_dir),
                       model=model_paths(spec), final=stage.out_dir, spec_file=Path(spec_file),
                       sections=stage.params(spec),
-                      upstreams={up: stage_dir(up) for up in stage.reads()})
+                      upstreams={up: stage_dir(up) for up in stage.reads()},
+                      share=share or Share())
 
 
 def _check_inputs(stage: StageDef, spec: Spec) -> None:
@@ -85,26 +91,70 @@ def stage_module(stage: StageDef) -> StageModule:
     return importlib.import_module(stage.module)  # type: ignore[return-value]
 
 
-def launch_workers(stage: StageDef, config: str, paths: StagePaths) -> Report:
-    """Run the stage's work in every process of ``config`` (``accelerate launch``).
+def launch_config(stage: StageDef, spec: Spec) -> str:
+    """The accelerate config a run of ``stage`` uses; empty: one process, this one.
 
-    Each worker (``aiprod_recipes.worker``) rebuilds the same ``StagePaths`` and calls the
-    stage's ``run``; the stage uses accelerate's process state to share the work, and only
-    the main process writes into ``paths.out``. Its report comes back through a file.
+    Training reads it from its spec (``train.accelerate_config``): the process count shapes
+    what it learns. A per-item stage (``StageDef.item_parallel``) reads it from the
+    environment variable ``AIPROD_ACCELERATE_CONFIG``: its output is the same bytes for any
+    process count, so the count is no param, and DVC, which never sees the variable, does
+    not rerun the stage when it changes.
     """
+    if stage.accelerate_config is not None:
+        return stage.accelerate_config(spec)
+    if stage.item_parallel:
+        return os.environ.get(ACCELERATE_CONFIG_ENV, "")
+    return ""
+
+
+def machine_rank(config: str) -> int:
+    """The ``machine_rank`` an accelerate config gives this machine (0: the main one)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        return int(data.get("machine_rank", 0) or 0)
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
+        raise StageFailed(f"accelerate config {config}: cannot read machine_rank ({e})") from e
+
+
+def _launch(stage: StageDef, config: str, out: str, spec_file: str, previous: str) -> int:
+    """``accelerate launch`` the stage's workers; their exit status."""
     if not Path(config).is_file():
         raise StageFailed(f"{stage.name}: accelerate config {config} does not exist")
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--config_file", config, "-m", "aiprod_recipes.worker",
-           stage.name, str(paths.out), str(paths.spec_file), str(paths.previous or "")]
-    proc = subprocess.run(cmd)
+           stage.name, out, spec_file, previous]
+    return subprocess.run(cmd).returncode
+
+
+def launch_workers(stage: StageDef, config: str, paths: StagePaths) -> Report:
+    """Run the stage's work in every process of ``config`` (``accelerate launch``).
+
+    Each worker (``aiprod_recipes.worker``) rebuilds the same ``StagePaths`` and calls the
+    stage's ``run``; the processes share the work (a per-item stage through
+    ``StagePaths.share``, training through accelerate), and only the main process writes
+    into ``paths.out``. Its report comes back through a file.
+    """
+    code = _launch(stage, config, str(paths.out), str(paths.spec_file),
+                   str(paths.previous or ""))
     report_path = paths.out / WORKER_REPORT
-    if proc.returncode != 0 or not report_path.exists():
-        raise StageFailed(f"{stage.name}: accelerate workers exited with {proc.returncode} "
-                          f"({' '.join(cmd)})")
+    if code != 0 or not report_path.exists():
+        raise StageFailed(f"{stage.name}: accelerate workers ({config}) exited with {code}")
     report = json.loads(report_path.read_text())
     report_path.unlink()
     return report
+
+
+def join_workers(stage: StageDef, config: str, spec_file: Path | str) -> Report:
+    """On a machine other than the main one: start this machine's workers of a
+    multi-machine run and wait for them. The main machine's workers tell them where the
+    output is being written (the project must sit on a file system all machines share);
+    outputs and provenance are the main machine's business."""
+    code = _launch(stage, config, "", str(spec_file), "")
+    if code != 0:
+        raise StageFailed(f"{stage.name}: accelerate workers ({config}) exited with {code}")
+    return {"joined": True, "machine_rank": machine_rank(config)}
 
 
 def write_worker_report(out: Path, report: Report) -> None:
@@ -120,7 +170,12 @@ def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
     stage = get_stage(name, spec)
     _check_rendered(spec)
     _check_inputs(stage, spec)
-    config = stage.accelerate_config(spec) if stage.accelerate_config else ""
+    config = launch_config(stage, spec)
+    if config and machine_rank(config) > 0:
+        report = join_workers(stage, config, spec_path)
+        print(f"[{name}] this machine's workers are done (the main machine writes the output)",
+              file=sys.stderr)
+        return report
     final = stage.out_dir
     previous = final if final.exists() else None
     started = time.monotonic()

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiprod_recipes.model.runtime import ModelPaths
 from aiprod_recipes.names import SPEC_FILE
+from aiprod_recipes.store.parts import Share, shard_writer
+from aiprod_recipes.store.shards import ShardWriter
 
 Report = dict[str, Any]
 """What a stage returns: a few counts and figures, printed when the stage ends."""
@@ -46,6 +48,15 @@ class StagePaths:
     fingerprints record them)."""
     upstreams: Mapping[str, Path] = field(default_factory=dict)
     """Stage name -> finished output folder, for every stage this one declares as input."""
+    share: Share = field(default_factory=Share)
+    """This process's share of the items when the stage runs as several processes
+    (``aiprod_recipes.store.parts``); one process by default."""
+
+    def shard_writer(self) -> ShardWriter:
+        """The writer of this run's per-item output (``store.parts.shard_writer``): reuses
+        the previous output's unchanged items; under several processes this process
+        computes only its share and the main one writes the merged output."""
+        return shard_writer(self.out, self.previous, self.share)
 
     def upstream(self, stage: str) -> Path:
         """The finished output folder of a stage this one reads.

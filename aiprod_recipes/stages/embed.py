@@ -16,7 +16,7 @@ from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.caption import read_captions
 from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
-from aiprod_recipes.store.shards import ShardWriter, item_key, open_previous
+from aiprod_recipes.store.shards import item_key
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
@@ -27,7 +27,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                              model=model_fp), item)
                    for item, text in captions.items())
     components: Any = None
-    with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
+    with paths.shard_writer() as writer:
         for key, item in writer.to_compute(keyed, "embed"):
             components = components or _load(spec, paths)
             features = _features(spec, components, captions[item])

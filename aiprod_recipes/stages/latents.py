@@ -19,7 +19,7 @@ from aiprod_recipes.names import CLIP_TENSOR, INGEST, MODEL_AUDIO_RATE
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.context import Report, StagePaths
-from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
+from aiprod_recipes.store.shards import ShardReader, item_key
 
 
 def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
@@ -89,7 +89,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     want = {"video_encoder"} | ({"audio_encoder"} if spec.audio.enabled else set())
     components: Any = None
     skipped: list[str] = []
-    with ShardWriter(paths.out, open_previous(paths.previous)) as writer:
+    with paths.shard_writer() as writer:
         for key, item in writer.to_compute(keyed, "latents"):
             row = clips.by_item[item]
             fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR), key,
@@ -112,4 +112,4 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         print(f"latents: skipped {len(skipped)} clip(s): {', '.join(skipped[:5])}",
               file=sys.stderr)
     return {"clips": len(keyed), "encoded": writer.computed, "reused": writer.reused,
-            "skipped": len(skipped)}
+            "skipped": len(keyed) - writer.computed - writer.reused}

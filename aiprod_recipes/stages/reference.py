@@ -15,11 +15,11 @@ from aiprod_recipes.names import CLIP_TENSOR, INGEST
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import section_values
 from aiprod_recipes.stages.context import Report, StagePaths
-from aiprod_recipes.store.shards import ShardReader, ShardWriter, item_key, open_previous
+from aiprod_recipes.store.shards import ShardReader, item_key
 
 
 def run(spec: Spec, paths: StagePaths) -> Report:
-    writer = ShardWriter(paths.out, open_previous(paths.previous))
+    writer = paths.shard_writer()
     if not spec.reference.enabled:
         writer.close()
         return {"enabled": False, "clips": 0}
