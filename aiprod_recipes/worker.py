@@ -49,9 +49,11 @@ def _from_main(state: Any, text: str) -> str:
 def item_share(out: str, previous: str) -> tuple[Share, str, str]:
     """This process's share of a per-item stage, and the main process's output and
     previous-output folders (where every process reads and writes)."""
+    import torch
     from accelerate import PartialState
 
-    state = PartialState(timeout=WAIT_LIMIT)
+    # Without a GPU, accelerate forms the group only when told it is a CPU run (gloo).
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=WAIT_LIMIT)
     share = Share(rank=state.process_index, count=state.num_processes,
                   wait=state.wait_for_everyone)
     if share.count > 1:

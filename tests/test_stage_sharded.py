@@ -100,3 +100,48 @@ def test_two_processes_write_the_one_process_bytes(
     assert (reports["embed"]["encoded"], reports["embed"]["reused"]) == (3, 0)
     assert (reports["latents"]["encoded"], reports["latents"]["reused"]) == (1, 2)
     assert (reports["reference"]["encoded"], reports["reference"]["reused"]) == (3, 0)
+
+
+TWO_MACHINES = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 2
+machine_rank: {rank}
+num_processes: 2
+main_process_ip: 127.0.0.1
+main_process_port: {port}
+mixed_precision: "no"
+rdzv_backend: static
+same_network: true
+use_cpu: false
+"""
+
+
+@pytest.mark.slow
+def test_a_second_machine_joins_and_the_first_writes(
+        prepared: Path, one_process: Path, tmp_path: Path) -> None:
+    """Two "machines" on this one, sharing the project folder: the one with machine_rank 1
+    runs the same command, computes its share under the main machine's output and leaves
+    every output alone."""
+    import os
+    import subprocess
+
+    from tests.conftest import BIN
+
+    copy = tmp_path / "project"
+    shutil.copytree(prepared, copy)
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        (copy / f"machine{rank}.yaml").write_text(TWO_MACHINES.format(rank=rank, port=port))
+        env = {**os.environ, ACCELERATE_CONFIG_ENV: f"machine{rank}.yaml",
+               "CUDA_VISIBLE_DEVICES": "", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        procs.append(subprocess.Popen([str(BIN / "aiprod-recipes"), "run", "latents"], cwd=copy,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "processes=2" in logs[0] and "main machine writes" in logs[1]
+    assert _files("latents", copy) == _files("latents", one_process)
+    assert sorted(p.name for p in (copy / "data" / "stages").iterdir()) == [
+        "base", "ingest", "latents"]
