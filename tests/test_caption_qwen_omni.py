@@ -1,7 +1,12 @@
-"""The Qwen2.5-Omni captioner end to end on a tiny random checkpoint built locally."""
+"""The Qwen2.5-Omni captioner end to end on a tiny random checkpoint built locally.
+
+Both video paths run: transformers' video processor (it needs torchvision, the ``qwen``
+extra) and the frame path used without torchvision; they make the same patch grid.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +18,7 @@ from aiprod_recipes.captioning.qwen_omni import (
     QWEN_OMNI_SYSTEM_PROMPT,
     QwenOmniError,
     load_from_spec,
+    load_processor,
     load_qwen_omni,
     prepare_inputs,
     resolve_device,
@@ -28,9 +34,24 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen_omni(tmp_path_factory.mktemp("qwen_omni"))
 
 
+VIDEO_PATHS = ["torchvision", "frames"]
+
+
+def _processor(model_dir: Path, path: str):
+    if path == "torchvision":
+        pytest.importorskip("torchvision", reason="pip install -e '.[qwen]'")
+    return load_processor(model_dir, torchvision=path == "torchvision")
+
+
 @pytest.fixture(scope="module")
-def captioner(model_dir: Path):
+def loaded(model_dir: Path):
     return load_qwen_omni(model_dir, device="cpu", max_new_tokens=6)
+
+
+@pytest.fixture(scope="module", params=VIDEO_PATHS)
+def captioner(request: pytest.FixtureRequest, model_dir: Path, loaded):
+    """The captioner with each video path's processor."""
+    return dataclasses.replace(loaded, processor=_processor(model_dir, request.param))
 
 
 def test_caption_with_audio_end_to_end(captioner) -> None:
@@ -65,7 +86,9 @@ def test_prompt_interleaves_video_and_audio(captioner) -> None:
     assert text.rstrip().endswith("<|im_start|>assistant")
     assert "<|vision_bos|><|audio_bos|><|VIDEO|>" in text
     t, h, w = inputs["video_grid_thw"][0].tolist()
-    assert (t, h, w) == (2, 4, 4)  # 4 frames / temporal patch 2; 56 px / patch 14
+    # 4 frames / temporal patch 2; 56 px frames scaled up to the Omni processor's smallest
+    # video frame (128 * 28 * 28 px): 336 px / patch 14 = 24
+    assert (t, h, w) == (2, 24, 24)
     assert ids.count(tok.convert_tokens_to_ids("<|VIDEO|>")) == t * h * w // 4
     assert ids.count(tok.convert_tokens_to_ids("<|AUDIO|>")) == 25  # 1 s at 25 tokens/s
     assert inputs["video_second_per_grid"][0].item() == pytest.approx(2 / 4.0)  # fps = 4/1 s
@@ -77,6 +100,20 @@ def test_prompt_without_audio_has_no_audio_tokens(captioner) -> None:
     assert not with_audio and "input_features" not in inputs
     text = captioner.processor.tokenizer.decode(inputs["input_ids"][0])
     assert "<|AUDIO|>" not in text and "<|vision_bos|><|VIDEO|>" in text
+
+
+@pytest.mark.parametrize("size", [56, 100, 336])
+def test_both_video_paths_make_the_same_patches(model_dir: Path, size: int) -> None:
+    with_torchvision, frames_path = (_processor(model_dir, path) for path in VIDEO_PATHS)
+    frames, audio = tiny_media(num_frames=4, size=size)
+    a, _ = prepare_inputs(with_torchvision, frames, audio, INSTRUCTION)
+    b, _ = prepare_inputs(frames_path, frames, audio, INSTRUCTION)
+    assert torch.equal(a["video_grid_thw"], b["video_grid_thw"])
+    assert torch.equal(a["input_ids"], b["input_ids"])
+    # the same pixels; frames scaled up differ by the two bicubic filters only
+    tolerance = 1e-6 if size == 336 else 0.05
+    torch.testing.assert_close(a["pixel_values_videos"], b["pixel_values_videos"],
+                               atol=tolerance, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +151,25 @@ def test_device_resolution_without_gpu() -> None:
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(QwenOmniError, match="no CUDA device"):
         resolve_device("cuda:0")
+
+
+def test_caption_stage_with_the_local_model(project: Path, model_dir: Path) -> None:
+    """The caption stage through the Qwen2.5-Omni backend: sampled frames plus sound of each
+    scene clip in, a caption per clip out; a rerun reuses them without loading the model."""
+    import shutil
+
+    from aiprod_recipes.runtime import run_stage
+    from aiprod_recipes.stages.caption import read_captions
+    from tests.conftest import write_spec
+    from tests.media_fixtures import SAMPLE_DIR
+
+    shutil.copytree(model_dir, project / "qwen")
+    shutil.copy(SAMPLE_DIR / "pulse.mp4", project / "raw")
+    write_spec(project, data={"raw_dir": "raw"},
+               caption={"backend": {"type": "qwen_omni", "model_dir": "qwen", "device": "cpu",
+                                    "num_frames": 2, "max_new_tokens": 4}})
+    run_stage("ingest")
+    assert run_stage("caption") == {"captioned": 1, "reused": 0, "failed": 0, "missing": 0}
+    (caption,) = read_captions(project / "data" / "stages" / "caption").values()
+    assert caption.strip()
+    assert run_stage("caption")["reused"] == 1

@@ -145,3 +145,27 @@ def test_a_second_machine_joins_and_the_first_writes(
     assert _files("latents", copy) == _files("latents", one_process)
     assert sorted(p.name for p in (copy / "data" / "stages").iterdir()) == [
         "base", "ingest", "latents"]
+
+
+@pytest.mark.slow
+def test_two_processes_caption_with_the_local_model(
+        prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caption through the local Qwen2.5-Omni model, one process then two: same captions."""
+    from tests.caption_fixtures import build_tiny_qwen_omni
+    from tests.conftest import write_spec
+
+    copy = copy_project(prepared, tmp_path / "project", monkeypatch)
+    build_tiny_qwen_omni(copy / "qwen")
+    write_spec(copy, data={"raw_dir": "raw"}, **SPEC,
+               caption={"backend": {"type": "qwen_omni", "model_dir": "qwen", "device": "cpu",
+                                    "num_frames": 2, "max_new_tokens": 4}})
+    monkeypatch.delenv(ACCELERATE_CONFIG_ENV, raising=False)
+    run_stage("caption")
+    one = _files("caption")
+    shutil.rmtree(copy / stage_dir("caption"))
+    (copy / "two.yaml").write_text(TWO_PROCESSES.format(port=_free_port()))
+    monkeypatch.setenv(ACCELERATE_CONFIG_ENV, str(copy / "two.yaml"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    report = run_stage("caption")
+    assert report == {"captioned": 3, "reused": 0, "failed": 0, "missing": 0, "processes": 2}
+    assert _files("caption") == one

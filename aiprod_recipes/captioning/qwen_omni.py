@@ -137,18 +137,21 @@ def _load_thinker(folder: Path, device: str, load_in_8bit: bool) -> Any:
     return model.eval()
 
 
-def load_processor(folder: str | Path) -> Any:
+def load_processor(folder: str | Path, torchvision: bool | None = None) -> Any:
     """The Omni processor of a folder.
 
-    transformers' video processor for Qwen2-VL needs torchvision. Without it the same
-    patches are made by the Qwen2-VL image processor's frame path (same settings, read from
-    the same preprocessor_config.json), so captioning does not depend on torchvision.
+    transformers' video processor for Qwen2-VL needs torchvision (the ``qwen`` extra); it
+    is used when installed (``torchvision=None``) or asked for. Without it the patches are
+    made by the Qwen2-VL image processor's frame path, with the settings the Omni processor
+    gives its video processor (the video pixel range) over the folder's
+    preprocessor_config.json: the same frames give the same patch grid either way, so
+    captioning does not depend on torchvision.
     """
     from transformers import Qwen2_5OmniProcessor
     from transformers.utils import is_torchvision_available
 
     folder = Path(folder)
-    if is_torchvision_available():
+    if is_torchvision_available() if torchvision is None else torchvision:
         return Qwen2_5OmniProcessor.from_pretrained(folder, local_files_only=True)
 
     from transformers import AutoTokenizer, Qwen2VLImageProcessor, WhisperFeatureExtractor
@@ -158,7 +161,7 @@ def load_processor(folder: str | Path) -> Any:
 
         def __call__(self, videos: Any = None, **kwargs: Any) -> Any:
             with _quiet("transformers.models.qwen2_vl.image_processing_qwen2_vl"):
-                return super().__call__(images=None, videos=videos,
+                return super().__call__(images=None, videos=videos, size=kwargs.get("size"),
                                         return_tensors=kwargs.get("return_tensors"))
 
     class FramesOmniProcessor(Qwen2_5OmniProcessor):
