@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 BIN = Path(sys.executable).parent
+RENDER = "from aiprod_recipes import render, specio; render.write(specio.load_spec('params.toml'))"
+"""Rendered in the project by this checkout's code (the stage commands run it too)."""
 TARGETS = ("embed", "latents")
 """With their upstream stages: ingest, caption, embed, latents."""
 DONE = re.compile(r"\[(\w+)\] done in ([0-9.]+)s")
@@ -75,8 +77,6 @@ def make_clips(folder: Path, first: int, count: int) -> None:
 
 def make_project(root: Path, clips: int) -> None:
     """git + DVC copy of the pipeline with ``clips`` clips tracked, base stage run."""
-    from aiprod_recipes import render
-    from aiprod_recipes.specio import load_spec
     from tests.conftest import write_spec
 
     dvc = str(BIN / "dvc")
@@ -91,7 +91,7 @@ def make_project(root: Path, clips: int) -> None:
     make_clips(root / "raw", 0, clips)
     write_spec(root, data={"raw_dir": "raw"},
                video={"buckets": [{"width": 64, "height": 64, "frames": 17}]})
-    render.write(load_spec(root / "params.toml"), root / "dvc.yaml")
+    run([sys.executable, "-c", RENDER], root)
     run([dvc, "add", "-q", "raw"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "pipeline"], root)
