@@ -9,6 +9,7 @@ which runs the cross-field rules in ``__post_init__``.
 from __future__ import annotations
 
 import codecs
+import json
 import math
 import re
 from pathlib import Path
@@ -226,15 +227,28 @@ def spec_to_toml(spec: Spec) -> str:
 
 def section_values(spec: Spec, sections: tuple[str, ...]) -> dict[str, Any]:
     """The resolved values of some sections (or dotted keys such as ``eval.every_steps``):
-    what a stage's provenance and item keys record."""
-    full = spec_to_builtins(spec)
+    what a stage's provenance and item keys record. Values are as the resolved spec file
+    holds them (JSON: a tuple is a list), so they compare equal to what DVC reads."""
+    return pick(json.loads(resolved_text(spec)), sections)
+
+
+def pick(resolved: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    """Some sections or dotted keys of a resolved spec's values, by their name; raises
+    KeyError when one is absent."""
     out: dict[str, Any] = {}
     for name in sections:
-        node: Any = full
+        node: Any = resolved
         for part in name.split("."):
             node = node[part]
         out[name] = node
     return out
+
+
+def resolved_text(spec: Spec) -> str:
+    """The resolved spec as the JSON file DVC reads params from: every section and key in
+    declaration order, defaults filled in, one stable text for equal specs."""
+    return json.dumps(spec_to_builtins(spec), indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
 
 
 def json_schema() -> dict[str, Any]:

@@ -42,7 +42,11 @@ def test_every_stage_declares_params_and_writes_under_data_stages() -> None:
     spec = decode_spec({})
     for stage in stages_for(spec):
         entry = render.render_stage(stage, spec)
-        assert entry["params"] == [{"params.toml": list(stage.params(spec))}]
+        if stage.name == "validate":
+            assert "params" not in entry and entry["deps"][0] == "params.toml"
+        else:
+            assert entry["params"] == [{"data/stages/validate/resolved.json":
+                                        list(stage.params(spec))}]
         assert entry["cmd"] == f"aiprod-recipes run {stage.name}"
         for out in stage.outputs():
             assert Path(out.path).is_relative_to(STAGES_DIR)
@@ -100,7 +104,8 @@ def test_periodic_validation_declares_the_eval_sections_only_when_on(tmp_path: P
     off, on = decode_spec({}), decode_spec({"eval": {"every_steps": 5}})
 
     def train_params(spec) -> list[str]:
-        return render.render_stage(get_stage("train", spec), spec)["params"][0]["params.toml"]
+        entry = render.render_stage(get_stage("train", spec), spec)
+        return entry["params"][0]["data/stages/validate/resolved.json"]
 
     assert not {"eval", "text_encoder", "ingest"} & set(train_params(off))
     assert {"eval", "text_encoder", "ingest"} <= set(train_params(on))
