@@ -130,15 +130,16 @@ class StageDef:
 
 
 def _train_params(spec: Spec) -> tuple[str, ...]:
-    """Periodic validation renders the eval samples (prompts encoded with the text encoder,
-    at the clips' frame rate) during training, so the train stage then reads those sections.
+    """Periodic validation renders the eval samples (prompts encoded with the text encoder;
+    the frame rate comes from the stored clips) during training, so the train stage then
+    reads those sections.
 
     Off, it reads none of them and declares none: eval settings stay evaluate's alone. The
     switch itself is recorded by what dvc.yaml declares: turning it on or off changes the
     render, which the runtime insists on (evaluate, which reads every eval key, runs on any
     eval change and stops with "run `aiprod-recipes render`"), and a re-rendered train stage
     reruns."""
-    return ("eval", "text_encoder", "ingest") if spec.eval.every_steps else ()
+    return ("eval", "text_encoder") if spec.eval.every_steps else ()
 
 
 def _train_deps(spec: Spec) -> tuple[str, ...]:
@@ -205,8 +206,7 @@ STAGES: tuple[StageDef, ...] = (
     ),
     StageDef(
         EVALUATE, "held-out loss base vs adapter, sample mp4s with sound, report.md",
-        sections=("eval", "strategy", "lora", "optim", "train", "flow", "quant",
-                  "text_encoder", "ingest", "reference", "model"),
+        sections=("eval", "strategy", "quant", "text_encoder", "reference.downscale", "model"),
         upstream=(TRAIN, TRAIN_LIVE, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
         uses_model=True,
         metrics=((stage_dir(EVALUATE) / METRICS_FILE).as_posix(),),
