@@ -234,6 +234,18 @@ def test_stage_refuses_a_stale_resolved_spec(project: Path) -> None:
     assert re.search(r'"rank": 8', (project / resolved_spec_path()).read_text())
 
 
+def test_a_current_resolved_spec_lets_every_stage_start(project: Path) -> None:
+    """The check compares exactly the declared sections and keys (``reference.downscale``
+    for evaluate), so a current file never stops a stage."""
+    from aiprod_recipes.registry import stages_for
+    from aiprod_recipes.runtime import _check_resolved
+
+    with _cwd(project):
+        spec = load_spec("params.toml")
+        for stage in stages_for(spec):
+            _check_resolved(stage, spec)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(set(MALFORMED) - set(FAST_DVC_CASES)))
 def test_dvc_repro_rejects_every_malformed_spec(project: Path, case: str, capsys) -> None:
