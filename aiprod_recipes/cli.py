@@ -58,7 +58,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if dest.exists() and not args.force:
         print(f"{dest} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_BAD_SPEC
-    spec = decode_spec(tomllib.loads(text))
+    source = f"recipe {args.recipe}" + (f" + overlay {args.overlay}" if args.overlay else "")
+    spec = decode_spec(tomllib.loads(text), source)
     dest.write_text(text, encoding="utf-8")
     written = render.write(spec)
     overlay = f" with overlay {args.overlay!r}" if args.overlay else ""

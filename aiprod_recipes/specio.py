@@ -148,9 +148,9 @@ def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]
     return errors
 
 
-def decode_spec(doc: dict[str, Any]) -> Spec:
-    """Decode a parsed TOML document into a Spec; raises InvalidSpec (file name "<spec>")."""
-    return _decode(doc, "<spec>")
+def decode_spec(doc: dict[str, Any], source: str = "<spec>") -> Spec:
+    """Decode a parsed TOML document into a Spec; raises InvalidSpec naming ``source``."""
+    return _decode(doc, source)
 
 
 def _decode(doc: dict[str, Any], path: str) -> Spec:
