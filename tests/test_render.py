@@ -22,6 +22,15 @@ def test_committed_dvc_yaml_matches_the_registry() -> None:
     assert committed == render.render(spec), "run `aiprod-recipes render`"
 
 
+def test_committed_resolved_spec_matches_params_toml() -> None:
+    """What the validate stage writes for the committed spec is committed with it."""
+    from aiprod_recipes.names import resolved_spec_path
+    from aiprod_recipes.specio import resolved_text
+
+    spec = load_spec(REPO / "params.toml")
+    assert (REPO / resolved_spec_path()).read_text(encoding="utf-8") == resolved_text(spec)
+
+
 def test_check_flags_a_stale_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "params.toml").write_text((REPO / "params.toml").read_text())
     cwd = os.getcwd()
