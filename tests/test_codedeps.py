@@ -152,3 +152,31 @@ def test_stage_paths_refuse_an_undeclared_stage(tmp_path: Path) -> None:
     assert paths.upstream("ingest") == tmp_path / "ingest"
     with pytest.raises(UndeclaredUpstream, match="declared: ingest"):
         paths.upstream("latents")
+
+
+@pytest.mark.parametrize("edited", ["aiprod_recipes/model/runtime.py",
+                                    "aiprod_recipes/store/shards.py",
+                                    "aiprod_recipes/media/video.py"])
+def test_dvc_sees_an_edit_in_every_stage_that_imports_it(locked_project: Path,
+                                                         edited: str) -> None:
+    """The issue's cases in a real DVC repository: editing compute_dtype's module, the
+    shard store or the video decoder makes exactly the stages that import it stale."""
+    import os
+
+    from dvc.repo import Repo
+
+    from tests.e2e_fixtures import project_stages
+
+    expected = {s.name for s in project_stages(locked_project)
+                if _covered(edited, code_deps(s))}
+    path = locked_project / edited
+    path.write_text(path.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    cwd = Path.cwd()
+    os.chdir(locked_project)
+    try:
+        with Repo() as repo:
+            status = repo.status()
+    finally:
+        os.chdir(cwd)
+    assert set(status) == expected
+    assert {"embed", "train"} <= expected or edited != "aiprod_recipes/model/runtime.py"

@@ -172,15 +172,22 @@ def test_repro_runs_readers_and_changed_downstream(built_project: Path, section:
 @pytest.mark.slow
 def test_identical_output_skips_downstream(built_project: Path) -> None:
     """A stage whose code changed but whose output did not: it reruns, DVC sees the same
-    output hash, and nothing downstream runs."""
-    module = built_project / "aiprod_recipes" / "stages" / "split.py"
+    output hash, and nothing downstream runs. The edited module is one that only its own
+    stage imports (code dependencies follow the import graph: editing split.py, which
+    train and evaluate import, reruns them too)."""
+    from aiprod_recipes.registry import code_deps
+
+    stages = project_stages(built_project)
+    edited = "aiprod_recipes/stages/embed.py"
+    assert [s.name for s in stages if edited in code_deps(s)] == ["embed"]
+    module = built_project / edited
     module.write_text(module.read_text(encoding="utf-8") + "\n# same behaviour\n",
                       encoding="utf-8")
     ran, log, before = _repro(built_project)
-    assert ran == {"split"}
-    assert out_hashes(before, "split") == out_hashes(read_lock(built_project), "split")
-    spec, stages = project_spec(built_project), project_stages(built_project)
-    for name in downstream({"split"}, spec, stages):
+    assert ran == {"embed"}
+    assert out_hashes(before, "embed") == out_hashes(read_lock(built_project), "embed")
+    spec = project_spec(built_project)
+    for name in downstream({"embed"}, spec, stages):
         assert f"Stage '{name}' didn't change, skipping" in log
 
 
