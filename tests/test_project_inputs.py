@@ -22,7 +22,7 @@ MANIFEST = {"caption": {"backend": {"type": "sidecar", "manifest": "../captions.
 def test_a_caption_manifest_is_a_dependency_of_the_caption_stage() -> None:
     spec = decode_spec(MANIFEST)
     deps = stage_deps(get_stage("caption", spec), spec)
-    assert deps[:2] == ["data/raw", "data/captions.csv"]
+    assert deps[:3] == ["data/raw", "data/stages/ingest", "data/captions.csv"]
 
 
 def test_a_local_captioning_model_is_a_dependency() -> None:

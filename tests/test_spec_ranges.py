@@ -120,6 +120,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str, str]] = {
                      "caption.backend.model_dir", "absolute path"),
     "accelerate config outside": ({"train": {"accelerate_config": "/etc/ddp.yaml"}},
                                   "train.accelerate_config", "inside the project"),
+    "adapter up and out": ({"lora": {"init_from": "../old/adapter.safetensors"}},
+                           "lora.init_from", "absolute path"),
+    "huge kept checkpoints": ({"train": {"keep_checkpoints": 10**9}}, "train.keep_checkpoints",
+                              "<="),
 }
 
 
@@ -161,6 +165,8 @@ ACCEPTED: dict[str, dict[str, Any]] = {
     "raw dir with a dot": {"data": {"raw_dir": "./data/raw/"}},
     "gemini proxy": {"caption": {"backend": {"type": "gemini",
                                              "base_url": "http://127.0.0.1:8080"}}},
+    "adapter from the hub": {"lora": {"init_from": "alice/ltx2-style@v1"}},
+    "absolute adapter": {"lora": {"init_from": "/adapters/style.safetensors"}},
 }
 
 
