@@ -38,10 +38,10 @@ def _fresh_project(root: Path, preset: str) -> Path:
 
 KNOWN_BROKEN = {
     "ltx2-av-lora-lowvram": (
-        "int8 base (optimum-quanto) under bf16 autocast on a CPU: the tiny model computes in "
-        "float32 there, autocast hands quanto's int8 matmul bf16 activations against float32 "
-        "scales ('expected scalar type BFloat16 but found Float'); the quantized loading path "
-        "is being rebuilt (issue 12, quantize while loading)"),
+        "int8 base (model/quant.py, optimum-quanto) under train.mixed_precision = bf16 on a "
+        "CPU: the model computes in float32 there and autocast hands quanto's int8 matmul "
+        "bf16 activations against float32 scales ('expected scalar type BFloat16 but found "
+        "Float', in the train stage); on a GPU the model computes in bf16 and they agree"),
 }
 """Presets this test proves broken on the tiny run, each with the reason. Strict: when the
 cause is fixed the test passes, pytest reports it, and the entry must go."""
