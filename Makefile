@@ -67,8 +67,11 @@ clean: ## remove .venv
 	rm -rf $(VENV)
 
 # >>> stage targets: rendered by `aiprod-recipes render` from the stage registry <<<
-STAGES := base ingest caption embed latents reference split train evaluate
+STAGES := validate base ingest caption embed latents reference split train evaluate
 .PHONY: $(STAGES)
+
+validate: install ## stage: check the whole spec and write it resolved (defaults filled in) for DVC
+	$(BIN)/dvc repro validate
 
 base: install ## stage: the tiny seeded LTX-2 checkpoint and Gemma folder (tiny recipes only)
 	$(BIN)/dvc repro base

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
+
+import tomllib
 
 from aiprod_recipes import recipes, render
 from aiprod_recipes.inference.cli import add_sample_parser
 from aiprod_recipes.registry import UnknownStage
-from aiprod_recipes.specio import DEFAULT_SPEC, InvalidSpec, json_schema, load_spec, spec_to_toml
+from aiprod_recipes.specio import (
+    DEFAULT_SPEC,
+    InvalidSpec,
+    decode_spec,
+    json_schema,
+    load_spec,
+    spec_to_toml,
+)
 
 EXIT_FAILED = 1
 EXIT_BAD_SPEC = 2
@@ -45,15 +53,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    src = recipes.recipe_path(args.recipe)
+    text = recipes.compose(args.recipe, args.overlay)
     dest = Path(args.file)
     if dest.exists() and not args.force:
         print(f"{dest} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_BAD_SPEC
-    spec = load_spec(src)
-    shutil.copyfile(src, dest)
+    source = f"recipe {args.recipe}" + (f" + overlay {args.overlay}" if args.overlay else "")
+    spec = decode_spec(tomllib.loads(text), source)
+    dest.write_text(text, encoding="utf-8")
     written = render.write(spec)
-    print(f"wrote {dest} from recipe {args.recipe!r} and re-rendered "
+    overlay = f" with overlay {args.overlay!r}" if args.overlay else ""
+    print(f"wrote {dest} from recipe {args.recipe!r}{overlay} and re-rendered "
           f"{', '.join(map(str, written))}")
     return 0
 
@@ -175,6 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     i = add("init", cmd_init, "write params.toml from a recipe preset")
     i.add_argument("--recipe", "-r", default="tiny", help=f"one of: {', '.join(recipes.names())}")
     i.add_argument("--force", action="store_true", help="overwrite an existing spec file")
+    i.add_argument("--overlay", "-o", default=None,
+                   help="keys that replace the preset's: a TOML file, or one of: "
+                        f"{', '.join(recipes.overlay_names())} (tiny-model: try the preset "
+                        "on the tiny model first)")
     r = add("render", cmd_render, "write dvc.yaml from the stage registry")
     r.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale")
     run = add("run", cmd_run, "run one pipeline stage (what dvc.yaml calls)")

@@ -24,6 +24,7 @@ def stage_dir(stage: str) -> Path:
 
 
 # Stage names that other modules refer to (the registry declares them all).
+VALIDATE = "validate"
 BASE = "base"
 INGEST = "ingest"
 CAPTION = "caption"
@@ -45,6 +46,17 @@ PARTS_DIR = ".parts"
 PROVENANCE_FILE = "provenance.json"
 MANIFEST_FILE = "manifest.jsonl"
 """The per-item manifest of a sharded stage output (ingest, embed, latents, reference)."""
+
+# validate
+RESOLVED_SPEC_FILE = "resolved.json"
+"""The whole spec with every default filled in, written by the validate stage: the file
+every other stage declares its params from (see registry)."""
+
+
+def resolved_spec_path() -> Path:
+    """Where the resolved spec lives (committed to git, not to the DVC cache)."""
+    return stage_dir(VALIDATE) / RESOLVED_SPEC_FILE
+
 
 # ingest
 QUARANTINE_FILE = "quarantine.json"

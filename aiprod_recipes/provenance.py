@@ -2,6 +2,8 @@
 
 It holds the resolved spec sections, package versions and digests of the inputs, and no
 timestamps, so identical inputs give a byte-identical file and DVC can skip downstream.
+The runtime writes it into every stage output, so this module counts as code of every
+stage (registry.OUTPUT_WRITERS): a change here reruns them all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from aiprod_recipes.names import PROVENANCE_FILE
+from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
 
 PACKAGES = (
     "aiprod-recipes", "torch", "torchaudio", "ltx-core", "transformers", "peft", "accelerate",
@@ -63,9 +69,6 @@ def file_digest(path: Path) -> str:
     return "sampled-sha256:" + h.hexdigest()
 
 
-PROVENANCE = "provenance.json"
-
-
 def path_digest(path: Path) -> str:
     """Digest of a file or of a folder (relative names and file digests, sorted).
 
@@ -78,14 +81,29 @@ def path_digest(path: Path) -> str:
     if not path.is_dir():
         return "missing"
     h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != PROVENANCE):
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name != PROVENANCE_FILE):
         h.update(p.relative_to(path).as_posix().encode() + b"\0")
         h.update(file_digest(p).encode() + b"\0")
     return "tree-sha256:" + h.hexdigest()
 
 
+def stage_record(stage: str, spec: Spec, sections: tuple[str, ...], inputs: list[str],
+                 model_fingerprint: str | None) -> dict[str, Any]:
+    """What produced a stage output. Run counts (reused, computed) are printed, not recorded:
+    an output rebuilt from reused items must be byte-identical to one computed from scratch."""
+    record: dict[str, Any] = {
+        "stage": stage,
+        "spec": section_values(spec, sections),
+        "packages": package_versions(),
+        "inputs": {d: path_digest(Path(d)) for d in inputs},
+    }
+    if model_fingerprint is not None:
+        record["model_fingerprint"] = model_fingerprint
+    return record
+
+
 def write_provenance(out_dir: Path, record: dict[str, Any]) -> Path:
     """Write provenance.json (sorted keys, stable formatting) into a stage's output."""
-    path = out_dir / PROVENANCE
+    path = out_dir / PROVENANCE_FILE
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

@@ -3,15 +3,24 @@ shape it, and what it writes.
 
 dvc.yaml is rendered from here (``aiprod-recipes render``) and the runtime hands stages
 their paths from here, so a stage never hard-codes a path and dvc.yaml cannot drift from
-what the code does.
+what the code does. A stage's code dependencies are not declared here: render derives them
+from the import graph of its module (``codedeps``).
+
+The first stage, ``validate``, depends on the spec file itself and writes the resolved spec
+(every section, defaults filled in) into a file that git tracks. Every other stage declares
+its params from that file, which makes it downstream of validate in DVC's graph: a bad spec
+stops at validate, before DVC has removed any other stage's outputs, and a section left out
+of params.toml (or a default written out) is the same resolved value to DVC.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiprod_recipes.codedeps import code_dependencies
 from aiprod_recipes.model.runtime import model_paths
 from aiprod_recipes.names import (
     BASE,
@@ -25,13 +34,19 @@ from aiprod_recipes.names import (
     MANIFEST_FILE,
     METRICS_FILE,
     REFERENCE,
+    SPEC_FILE,
     SPLIT,
     TRAIN,
     TRAIN_LIVE,
     TRAIN_LIVE_DIR,
+    VALIDATE,
     stage_dir,
 )
-from aiprod_recipes.spec import Spec, init_from_is_path
+from aiprod_recipes.spec import SECTIONS, Spec, init_from_is_path, manifest_path
+
+OUTPUT_WRITERS = ("aiprod_recipes.provenance",)
+"""Modules the runtime runs for every stage that records provenance, shaping what lands in
+its output (provenance.json): they count as imports of each such stage."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,13 @@ class Output:
     ``persist``: DVC leaves the previous output in place while the stage runs, so a per-item
     stage can reuse the items whose key did not change (and a trainer can resume).
     ``kind``: "outs", "metrics" or "plots" (how dvc.yaml declares it).
+    ``cache``: False for an output git tracks instead of DVC's cache.
     """
 
     path: str
     persist: bool = False
     kind: str = "outs"
+    cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,17 +72,22 @@ class StageDef:
     name: str
     description: str
     sections: tuple[str, ...]
-    """The spec sections the stage always reads (its params in dvc.yaml)."""
+    """The resolved spec sections (or ``section.key``s) the stage always reads: its params
+    in dvc.lock, its provenance, its item keys."""
     upstream: tuple[str, ...] = ()
     """Other stages whose outputs this one reads (their main output folder)."""
     upstream_files: tuple[tuple[str, str], ...] = ()
     """(stage, file) pairs: a single file inside another stage's output."""
     uses_raw: bool = False
     uses_model: bool = False
-    code: tuple[str, ...] = ()
-    """Package folders (besides the stage module) whose code shapes the result."""
     extra_outputs: tuple[Output, ...] = ()
     persist: bool = False
+    reads_spec_file: bool = False
+    """Depends on the spec file as a whole instead of on resolved params (validate only)."""
+    cache: bool = True
+    """False: git tracks the output instead of DVC's cache (the resolved spec)."""
+    provenance: bool = True
+    """Write provenance.json into the output (package versions, input digests)."""
     metrics: tuple[str, ...] = ()
     """Repo-relative files of the outputs that are DVC metrics (dvc metrics show, dvc exp
     show)."""
@@ -78,7 +100,9 @@ class StageDef:
     """Sections or dotted keys the stage reads besides ``sections`` for this spec (a part
     of the spec that only matters when a switch in it is on)."""
     deps_for: Callable[[Spec], tuple[str, ...]] | None = None
-    """Paths the spec names that the stage reads (besides raw clips and the model)."""
+    """Paths the spec names that the stage reads (besides raw clips and the model): a
+    caption manifest, a local captioning model, an adapter to start from. Dependencies in
+    dvc.yaml, checked before the stage runs."""
     accelerate_config: Callable[[Spec], str] | None = None
     """The accelerate config file a spec asks this stage to run under (empty: one
     process); the runtime then starts the stage's work in every process of that config."""
@@ -100,7 +124,8 @@ class StageDef:
         return (*self.upstream, *(up for up, _ in self.upstream_files))
 
     def outputs(self) -> tuple[Output, ...]:
-        return (Output(self.out_dir.as_posix(), persist=self.persist), *self.extra_outputs)
+        return (Output(self.out_dir.as_posix(), persist=self.persist, cache=self.cache),
+                *self.extra_outputs)
 
     def params(self, spec: Spec) -> tuple[str, ...]:
         """Every section or key of ``spec`` the stage reads: what dvc.yaml declares as its
@@ -109,22 +134,28 @@ class StageDef:
 
 
 def _train_params(spec: Spec) -> tuple[str, ...]:
-    """Periodic validation renders the eval samples (prompts encoded with the text encoder,
-    at the clips' frame rate) during training, so the train stage then reads those sections.
+    """Periodic validation renders the eval samples (prompts encoded with the text encoder;
+    the frame rate comes from the stored clips) during training, so the train stage then
+    reads those sections.
 
     Off, it reads none of them and declares none: eval settings stay evaluate's alone. The
     switch itself is recorded by what dvc.yaml declares: turning it on or off changes the
     render, which the runtime insists on (evaluate, which reads every eval key, runs on any
     eval change and stops with "run `aiprod-recipes render`"), and a re-rendered train stage
-    reruns. (A dotted key such as ``eval.every_steps`` cannot be declared instead: DVC
-    requires a declared key to be written in params.toml, and defaults are not.)"""
-    return ("eval", "text_encoder", "ingest") if spec.eval.every_steps else ()
+    reruns."""
+    return ("eval", "text_encoder") if spec.eval.every_steps else ()
 
 
 def _train_deps(spec: Spec) -> tuple[str, ...]:
     """An adapter to start from, when the spec names a file (a Hub id is no file dep)."""
     init = spec.lora.init_from
-    return (Path(init).as_posix(),) if init and init_from_is_path(init) else ()
+    return (posixpath.normpath(init),) if init and init_from_is_path(init) else ()
+
+
+def _caption_deps(spec: Spec) -> tuple[str, ...]:
+    """The caption manifest, or the local captioning model's folder, when the spec names one."""
+    named = [manifest_path(spec), getattr(spec.caption.backend, "model_dir", None)]
+    return tuple(posixpath.normpath(f) for f in named if f)
 
 
 _LIVE = TRAIN_LIVE_DIR.as_posix()
@@ -132,36 +163,36 @@ _LIVE = TRAIN_LIVE_DIR.as_posix()
 
 STAGES: tuple[StageDef, ...] = (
     StageDef(
+        VALIDATE, "check the whole spec and write it resolved (defaults filled in) for DVC",
+        sections=SECTIONS, reads_spec_file=True, persist=True, cache=False, provenance=False,
+    ),
+    StageDef(
         BASE, "the tiny seeded LTX-2 checkpoint and Gemma folder (tiny recipes only)",
-        sections=("model",), code=("aiprod_recipes/model",),
+        sections=("model",),
     ),
     StageDef(
         INGEST, "raw clips -> normalised scene clips, manifest, quarantine report",
-        sections=("data", "ingest"), uses_raw=True, code=("aiprod_recipes/media",),
-        persist=True,
+        sections=("data", "ingest"), uses_raw=True, persist=True,
     ),
     StageDef(
         CAPTION, "one caption per clip: sidecar files, Qwen2.5-Omni or Gemini",
-        sections=("caption",), upstream=(INGEST,), uses_raw=True,
-        code=("aiprod_recipes/captioning",), persist=True, item_parallel=True,
+        sections=("caption",), upstream=(INGEST,), uses_raw=True, deps_for=_caption_deps,
+        persist=True, item_parallel=True,
     ),
     StageDef(
         EMBED, "captions -> Gemma text features",
         sections=("text_encoder", "model"), upstream=(CAPTION,), uses_model=True,
-        code=("aiprod_recipes/model",), persist=True, item_parallel=True,
+        persist=True, item_parallel=True,
     ),
     StageDef(
         LATENTS, "clips -> bucketed video latents and audio latents",
         sections=("video", "audio", "model"), upstream=(INGEST,), uses_model=True,
-        code=("aiprod_recipes/model", "aiprod_recipes/media"),
         persist=True, item_parallel=True,
     ),
     StageDef(
         REFERENCE, "Canny-edge reference latents for IC-LoRA (empty when off)",
         sections=("reference", "video", "audio", "model"), upstream=(INGEST,),
-        uses_model=True, code=("aiprod_recipes/model", "aiprod_recipes/media",
-                               "aiprod_recipes/stages/latents.py"), persist=True,
-        item_parallel=True,
+        uses_model=True, persist=True, item_parallel=True,
     ),
     StageDef(
         SPLIT, "train/val assignment by content hash",
@@ -171,7 +202,6 @@ STAGES: tuple[StageDef, ...] = (
         TRAIN, "flow-matching LoRA or full fine-tune; adapter, DVCLive metrics and plots",
         sections=("strategy", "lora", "optim", "train", "flow", "quant", "model"),
         upstream=(SPLIT, EMBED, LATENTS, REFERENCE, CAPTION), uses_model=True,
-        code=("aiprod_recipes/training", "aiprod_recipes/model", "aiprod_recipes/inference"),
         extra_outputs=(Output(_LIVE, persist=True),),
         metrics=(f"{_LIVE}/{METRICS_FILE}",), plots=(f"{_LIVE}/{LIVE_PLOTS}",),
         images=lambda spec: (f"{_LIVE}/{LIVE_IMAGES}",) if spec.eval.every_steps else (),
@@ -180,11 +210,9 @@ STAGES: tuple[StageDef, ...] = (
     ),
     StageDef(
         EVALUATE, "held-out loss base vs adapter, sample mp4s with sound, report.md",
-        sections=("eval", "strategy", "lora", "optim", "train", "flow", "quant",
-                  "text_encoder", "ingest", "reference", "model"),
+        sections=("eval", "strategy", "quant", "text_encoder", "reference.downscale", "model"),
         upstream=(TRAIN, TRAIN_LIVE, SPLIT, CAPTION, EMBED, LATENTS, REFERENCE),
         uses_model=True,
-        code=("aiprod_recipes/inference", "aiprod_recipes/training", "aiprod_recipes/model"),
         metrics=((stage_dir(EVALUATE) / METRICS_FILE).as_posix(),),
     ),
 )
@@ -222,19 +250,21 @@ def stage_deps(stage: StageDef, spec: Spec) -> list[str]:
 
 
 def code_deps(stage: StageDef) -> list[str]:
-    """The stage's module and the package folders that shape its result (repo-relative)."""
-    module_file = Path(*stage.module.split(".")).with_suffix(".py").as_posix()
-    return [module_file, *stage.code]
+    """The package files whose code shapes the stage's result (repo-relative): its module
+    and everything it imports, derived from the import graph."""
+    writers = OUTPUT_WRITERS if stage.provenance else ()
+    return list(code_dependencies((stage.module, *writers)))
 
 
 def data_deps(stage: StageDef, spec: Spec) -> list[str]:
-    """The data a stage reads: raw clips, upstream outputs, the model."""
-    deps: list[str] = []
+    """The data a stage reads: the spec file (validate), raw clips, upstream outputs, files
+    the spec names, the model."""
+    deps: list[str] = [SPEC_FILE] if stage.reads_spec_file else []
     if stage.uses_raw:
-        deps.append(Path(spec.data.raw_dir).as_posix())
+        deps.append(posixpath.normpath(spec.data.raw_dir))
     deps += [stage_dir(up).as_posix() for up in stage.upstream]
     deps += [(stage_dir(up) / f).as_posix() for up, f in stage.upstream_files]
-    deps += list(stage.deps_for(spec) if stage.deps_for else ())
+    deps += [d for d in (stage.deps_for(spec) if stage.deps_for else ()) if d not in deps]
     if stage.uses_model:
         mp = model_paths(spec)
         if mp.produced_by_stage:

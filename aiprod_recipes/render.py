@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from aiprod_recipes import makefile
-from aiprod_recipes.names import SPEC_FILE
+from aiprod_recipes.names import resolved_spec_path
 from aiprod_recipes.registry import StageDef, stage_deps, stages_for
 from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import resolved_text
 
 DVC_YAML = Path("dvc.yaml")
 HEADER = (
@@ -28,18 +29,23 @@ def _outs(stage: StageDef) -> dict[str, list[Any]]:
     """Outputs grouped by how dvc.yaml declares them (outs, metrics, plots)."""
     grouped: dict[str, list[Any]] = {}
     for out in stage.outputs():
-        entry: Any = {out.path: {"persist": True}} if out.persist else out.path
+        options = {**({"persist": True} if out.persist else {}),
+                   **({} if out.cache else {"cache": False})}
+        entry: Any = {out.path: options} if options else out.path
         grouped.setdefault(out.kind, []).append(entry)
     return grouped
 
 
 def render_stage(stage: StageDef, spec: Spec) -> dict[str, Any]:
-    """One dvc.yaml stage entry. Params are declared per stage with the explicit file name,
-    so dvc.lock records every section a stage reads."""
+    """One dvc.yaml stage entry. A stage's params are the sections (or keys) it reads, from
+    the resolved spec the validate stage writes (validate itself depends on the spec file),
+    so dvc.lock records every value a stage reads, defaults included."""
+    params = ({} if stage.reads_spec_file
+              else {"params": [{resolved_spec_path().as_posix(): list(stage.params(spec))}]})
     return {
         "cmd": f"aiprod-recipes run {stage.name}",
         "deps": stage_deps(stage, spec),
-        "params": [{SPEC_FILE: list(stage.params(spec))}],
+        **params,
         **_outs(stage),
     }
 
@@ -70,11 +76,21 @@ def is_current(spec: Spec, path: Path = DVC_YAML) -> bool:
     return yaml.safe_load(path.read_text(encoding="utf-8")) == render(spec)
 
 
+def write_resolved(spec: Spec, root: Path = Path()) -> Path:
+    """The resolved spec the validate stage writes, written now: a project that has just
+    been initialised or re-rendered then shows DVC every stage's params (``dvc status``)
+    before its first run. The validate stage rewrites the same bytes."""
+    path = root / resolved_spec_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(resolved_text(spec), encoding="utf-8")
+    return path
+
+
 def write(spec: Spec, path: Path = DVC_YAML) -> list[Path]:
-    """Write dvc.yaml, and the Makefile's stage targets when it has the block; returns
-    the files written."""
+    """Write dvc.yaml, the resolved spec beside it, and the Makefile's stage targets when it
+    has the block; returns the files written."""
     path.write_text(render_text(spec), encoding="utf-8")
-    written = [path]
+    written = [path, write_resolved(spec, path.parent)]
     if makefile.write(stages_for(spec)):
         written.append(makefile.MAKEFILE)
     return written

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 from aiprod_recipes.dvc_bare_params import stray_params_yaml
 from aiprod_recipes.model.runtime import model_fingerprint, model_paths
-from aiprod_recipes.names import ACCELERATE_CONFIG_ENV, SPEC_FILE, stage_dir
-from aiprod_recipes.provenance import package_versions, path_digest, write_provenance
+from aiprod_recipes.names import ACCELERATE_CONFIG_ENV, SPEC_FILE, resolved_spec_path, stage_dir
+from aiprod_recipes.provenance import stage_record, write_provenance
 from aiprod_recipes.registry import StageDef, data_deps, get_stage
 from aiprod_recipes.spec import Spec
-from aiprod_recipes.specio import load_spec, section_values
+from aiprod_recipes.specio import load_spec, pick, section_values
 from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
 from aiprod_recipes.store.atomic import atomic_dir
 from aiprod_recipes.store.parts import Share
@@ -72,18 +72,30 @@ def _check_rendered(spec: Spec) -> None:
                           "`aiprod-recipes render`, then `dvc repro`")
 
 
+def _check_resolved(stage: StageDef, spec: Spec) -> None:
+    """DVC records a stage's params from the resolved spec the validate stage wrote; the
+    stage runs with the spec file. When they disagree (DVC was told to skip validate:
+    ``dvc repro -s``, ``--downstream``), dvc.lock would record values the run did not use,
+    so stop and say how to fix it. Without the file (a stage run outside DVC) there is
+    nothing to disagree with."""
+    path = resolved_spec_path()
+    if stage.reads_spec_file or not path.is_file():
+        return
+    try:
+        recorded = pick(json.loads(path.read_text(encoding="utf-8")), stage.params(spec))
+    except (ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded != section_values(spec, stage.params(spec)):
+        raise StageFailed(f"{path} does not match the spec for stage {stage.name}: run "
+                          "`dvc repro` (its validate stage resolves the spec first), or "
+                          "`aiprod-recipes run validate`")
+
+
 def _provenance(stage: StageDef, spec: Spec) -> dict[str, Any]:
-    """What produced an output. Run counts (reused, computed) are printed, not recorded: an
-    output rebuilt from reused items must be byte-identical to one computed from scratch."""
-    record: dict[str, Any] = {
-        "stage": stage.name,
-        "spec": section_values(spec, stage.params(spec)),
-        "packages": package_versions(),
-        "inputs": {d: path_digest(Path(d)) for d in data_deps(stage, spec)},
-    }
-    if stage.uses_model:
-        record["model_fingerprint"] = model_fingerprint(model_paths(spec))
-    return record
+    """What produced an output (see ``provenance.stage_record``)."""
+    fingerprint = model_fingerprint(model_paths(spec)) if stage.uses_model else None
+    return stage_record(stage.name, spec, stage.params(spec), data_deps(stage, spec),
+                        fingerprint)
 
 
 def stage_module(stage: StageDef) -> StageModule:
@@ -169,6 +181,7 @@ def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
     spec = load_spec(spec_path)
     stage = get_stage(name, spec)
     _check_rendered(spec)
+    _check_resolved(stage, spec)
     _check_inputs(stage, spec)
     config = launch_config(stage, spec)
     if config and machine_rank(config) > 0:
@@ -185,7 +198,8 @@ def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
             report = launch_workers(stage, config, paths)
         else:
             report = stage_module(stage).run(spec, paths)
-        write_provenance(tmp, _provenance(stage, spec))
+        if stage.provenance:
+            write_provenance(tmp, _provenance(stage, spec))
     summary = ", ".join(f"{k}={v}" for k, v in report.items())
     print(f"[{name}] done in {time.monotonic() - started:.1f}s: {summary}", file=sys.stderr)
     return report

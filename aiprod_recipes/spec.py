@@ -18,12 +18,40 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from aiprod_recipes.names import TRAIN, stage_dir
+from aiprod_recipes.names import STAGES_DIR, TRAIN, stage_dir
 
 __all__ = [
+    "PATTERN_MEANINGS",
     "SECTIONS",
     "Spec",
 ]
+
+# --------------------------------------------------------------------------- text patterns
+
+LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""One line of printable text: no control characters (NUL, escape, newline, tab...)."""
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+"""Printable text over several lines: newlines and tabs allowed, other controls not."""
+DEVICE = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+URL = r"^(https?://[^\s\x00-\x1f\x7f]+)?$"
+EXTENSION = r"^\.[a-z0-9]+$"
+MODULE_SUFFIX = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
+
+PATTERN_MEANINGS: dict[str, str] = {
+    LINE: "must be one line of printable text (no control characters)",
+    TEXT: "must be printable text (no control characters other than newlines and tabs)",
+    DEVICE: "must be auto, cpu, mps, cuda or cuda:N",
+    ENV_NAME: "must be an environment variable name (letters, digits, _)",
+    URL: "must be empty or an http(s):// URL",
+    EXTENSION: "must be lower case and start with a dot, like .mp4",
+    MODULE_SUFFIX: "must be a module name suffix, like to_q or to_out.0",
+}
+"""What each pattern means, for error messages (msgspec only prints the regex)."""
+
+MAX_STEPS = 10_000_000
+"""Upper bound of every step count: far beyond any real run, and a typo stays an error."""
+MAX_SECONDS = 3600.0
 
 
 def described(description: str, **constraints: object) -> Meta:
@@ -55,12 +83,40 @@ def _rule(ok: bool, key: str, message: str) -> None:
     _rules((ok, key, message))
 
 
+# --------------------------------------------------------------------------- paths
+
+def _relative_inside(path: str) -> bool:
+    """A relative path that stays inside the project (no leading ``..`` once normalised)."""
+    norm = posixpath.normpath(path)
+    return not posixpath.isabs(path) and norm != ".." and not norm.startswith("../")
+
+
+def project_path_checks(path: str, key: str) -> list[tuple[bool, str, str]]:
+    """A file the pipeline reads and DVC tracks: relative, inside the project."""
+    return [(_relative_inside(path), key,
+             f"must be a path inside the project, relative to it (got {path!r})")]
+
+
+def model_path_checks(path: str, key: str) -> list[tuple[bool, str, str]]:
+    """Model weights: inside the project, or an absolute path (a checkpoint of tens of GB
+    usually lives outside; DVC still tracks it as a dependency). A relative path that
+    leaves the project, or a ``~`` the shell never expanded, is a mistake."""
+    return [
+        (not path.startswith("~"), key,
+         f"write the home folder out as an absolute path (got {path!r})"),
+        (posixpath.isabs(path) or _relative_inside(path), key,
+         f"must be inside the project or an absolute path (got {path!r})"),
+    ]
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """One of two normalised relative paths is the other or inside it."""
+    a, b = posixpath.normpath(path), posixpath.normpath(other)
+    return a == "." or a == b or b.startswith(a + "/") or a.startswith(b + "/")
+
+
 # --------------------------------------------------------------------------- data / ingest
 
-Fraction = Annotated[float, Meta(ge=0.0, le=1.0)]
-PosFloat = Annotated[float, Meta(gt=0.0)]
-PosInt = Annotated[int, Meta(ge=1)]
-NonNegInt = Annotated[int, Meta(ge=0)]
 Seed = Annotated[int, described("Random seed.", ge=0, le=2**32 - 1)]
 
 
@@ -68,41 +124,47 @@ class Data(Base):
     """Where the raw clips are."""
 
     raw_dir: Annotated[
-        str, described("Folder of raw clips (and sidecar captions).", min_length=1)] = (
+        str, described("Folder of raw clips (and sidecar captions), inside the project.",
+                       min_length=1, pattern=LINE)] = (
         "data/sample"
     )
     extensions: Annotated[
-        list[str],
+        list[Annotated[str, Meta(pattern=EXTENSION)]],
         described("Only files with these extensions are clips (lower case, with dot); "
                   "empty: every file but hidden files and caption sidecars is opened and "
-                  "kept when it holds video.")
+                  "kept when it holds video.", max_length=64)
     ] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for ext in self.extensions:
-            _rule(ext.startswith(".") and ext == ext.lower(), "data.extensions",
-                  f"each extension is lower case and starts with a dot (got {ext!r})")
+        _rules(*project_path_checks(self.raw_dir, "data.raw_dir"),
+               (not _overlaps(self.raw_dir, STAGES_DIR.as_posix()), "data.raw_dir",
+                f"must not be the project itself or overlap {STAGES_DIR} (got "
+                f"{self.raw_dir!r})"))
 
 
 class ContentDetector(Base, tag="content", tag_field="type"):
     """PySceneDetect ContentDetector: cuts where HSV content changes quickly."""
 
-    threshold: Annotated[float, described("Content change that marks a cut.", gt=0.0)] = 27.0
+    threshold: Annotated[
+        float, described("Content change that marks a cut.", gt=0.0, le=255.0)] = 27.0
 
 
 class AdaptiveDetector(Base, tag="adaptive", tag_field="type"):
     """PySceneDetect AdaptiveDetector: content change relative to a rolling average."""
 
     adaptive_threshold: Annotated[
-        float, described("Ratio to the rolling average for a cut.", gt=0)] = 3.0
-    min_content_val: Annotated[float, described("Minimum content change for a cut.", ge=0)] = 15.0
-    window_width: Annotated[int, described("Frames each side in the rolling average.", ge=1)] = 2
+        float, described("Ratio to the rolling average for a cut.", gt=0, le=255.0)] = 3.0
+    min_content_val: Annotated[
+        float, described("Minimum content change for a cut.", ge=0, le=255.0)] = 15.0
+    window_width: Annotated[
+        int, described("Frames each side in the rolling average.", ge=1, le=1000)] = 2
 
 
 class ThresholdDetector(Base, tag="threshold", tag_field="type"):
     """PySceneDetect ThresholdDetector: fades to and from black."""
 
-    threshold: Annotated[float, described("Mean pixel intensity of a dark frame.", ge=0)] = 12.0
+    threshold: Annotated[
+        float, described("Mean pixel intensity of a dark frame.", ge=0, le=255.0)] = 12.0
     fade_bias: Annotated[float, described("Where the cut lands in a fade (-1 start, +1 end).",
                                    ge=-1.0, le=1.0)] = 0.0
 
@@ -132,12 +194,16 @@ class Ingest(Base):
 
     detector: Detector = msgspec.field(default_factory=ContentDetector)
     min_scene_frames: Annotated[
-        int, described("Minimum scene length the detector reports.", ge=1)] = 15
-    min_duration_s: Annotated[float, described("Scenes shorter than this are dropped.", gt=0)] = 1.0
-    max_duration_s: Annotated[float, described("Scenes longer than this are split.", gt=0)] = 10.0
+        int, described("Minimum scene length the detector reports.", ge=1, le=100_000)] = 15
+    min_duration_s: Annotated[float, described("Scenes shorter than this are dropped.", gt=0,
+                                        le=MAX_SECONDS)] = 1.0
+    max_duration_s: Annotated[float, described("Scenes longer than this are split.", gt=0,
+                                        le=MAX_SECONDS)] = 10.0
     fps: Annotated[float, described("Frame rate of the normalised clips.", gt=0, le=240)] = 24.0
-    max_width: Annotated[int, described("Frames wider than this are rejected.", ge=32)] = 7680
-    max_height: Annotated[int, described("Frames taller than this are rejected.", ge=32)] = 4320
+    max_width: Annotated[
+        int, described("Frames wider than this are rejected.", ge=32, le=16384)] = 7680
+    max_height: Annotated[
+        int, described("Frames taller than this are rejected.", ge=32, le=16384)] = 4320
     crf: Annotated[int, described("H.264 quality of the normalised clips (lower is better).",
                            ge=0, le=51)] = 18
     preset: Annotated[X264Preset, described(
@@ -156,30 +222,42 @@ class Ingest(Base):
 class SidecarCaptions(Base, tag="sidecar", tag_field="type"):
     """Captions from files next to the clips (.txt/.json/.jsonl/.csv) or one manifest file."""
 
-    manifest: Annotated[str, described("One caption file for all clips, relative to data.raw_dir; "
-                                "empty: per-clip sidecar files.")] = ""
+    manifest: Annotated[str, described(
+        "One caption file for all clips, relative to data.raw_dir and inside the project "
+        "(a dependency of the caption stage); empty: per-clip sidecar files.",
+        pattern=LINE)] = ""
 
 
 class QwenOmniCaptioner(Base, tag="qwen_omni", tag_field="type"):
     """A local Qwen2.5-Omni model through transformers."""
 
-    model_dir: Annotated[str, described("Folder with the Qwen2.5-Omni weights.", min_length=1)]
+    model_dir: Annotated[str, described(
+        "Folder with the Qwen2.5-Omni weights: inside the project or an absolute path "
+        "(a dependency of the caption stage).", min_length=1, pattern=LINE)]
     load_in_8bit: Annotated[
         bool, described("Load the weights in 8 bit through bitsandbytes.")] = False
     num_frames: Annotated[int, described("Frames sampled from each clip.", ge=1, le=64)] = 8
     max_new_tokens: Annotated[int, described("Longest caption in tokens.", ge=1, le=4096)] = 256
-    device: Annotated[str, described("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+    device: Annotated[str, described("torch device: auto, cpu, mps, cuda, cuda:N.",
+                                     pattern=DEVICE)] = "auto"
+
+    def __post_init__(self) -> None:
+        _rules(*model_path_checks(self.model_dir, "caption.backend.model_dir"))
 
 
 class GeminiCaptioner(Base, tag="gemini", tag_field="type"):
     """The Gemini API through google-genai; the key is read from an environment variable."""
 
-    model: Annotated[str, described("Gemini model name.", min_length=1)] = "gemini-2.5-flash"
+    model: Annotated[str, described("Gemini model name.", min_length=1,
+                                    pattern=LINE)] = "gemini-2.5-flash"
     api_key_env: Annotated[str, described("Environment variable holding the API key.",
-                                   min_length=1)] = "GEMINI_API_KEY"
-    base_url: Annotated[str, described("API endpoint; empty for Google's default.")] = ""
-    max_retries: Annotated[int, described("Retries on rate limits and server errors.", ge=0)] = 5
-    timeout_s: Annotated[float, described("Per-request timeout in seconds.", gt=0)] = 120.0
+                                   min_length=1, pattern=ENV_NAME)] = "GEMINI_API_KEY"
+    base_url: Annotated[str, described("API endpoint; empty for Google's default.",
+                                       pattern=URL)] = ""
+    max_retries: Annotated[
+        int, described("Retries on rate limits and server errors.", ge=0, le=100)] = 5
+    timeout_s: Annotated[float, described("Per-request timeout in seconds.", gt=0,
+                                          le=MAX_SECONDS)] = 120.0
 
 
 Captioner = SidecarCaptions | QwenOmniCaptioner | GeminiCaptioner
@@ -196,8 +274,10 @@ class Caption(Base):
 
     backend: Captioner = msgspec.field(default_factory=SidecarCaptions)
     instruction: Annotated[str, described("What the model captioners are asked.",
-                                   min_length=1)] = DEFAULT_INSTRUCTION
-    trigger_word: Annotated[str, described("Prepended to every caption (empty: none).")] = ""
+                                   min_length=1, max_length=10_000,
+                                   pattern=TEXT)] = DEFAULT_INSTRUCTION
+    trigger_word: Annotated[str, described("Prepended to every caption (empty: none).",
+                                           max_length=200, pattern=LINE)] = ""
     on_missing: Annotated[
         Literal["error", "drop"],
         described("A clip without a caption stops the stage or is dropped.")] = "error"
@@ -216,9 +296,15 @@ class TinyModel(Base, tag="tiny", tag_field="type"):
 class CheckpointModel(Base, tag="checkpoint", tag_field="type"):
     """A real LTX-2 single-file checkpoint and a Gemma folder."""
 
-    path: Annotated[str, described("LTX-2 .safetensors checkpoint.", min_length=1)]
-    gemma_dir: Annotated[str, described("Folder with the Gemma-3 text encoder and tokenizer.",
-                                 min_length=1)]
+    path: Annotated[str, described("LTX-2 .safetensors checkpoint: inside the project or an "
+                                   "absolute path.", min_length=1, pattern=LINE)]
+    gemma_dir: Annotated[str, described("Folder with the Gemma-3 text encoder and tokenizer: "
+                                        "inside the project or an absolute path.",
+                                        min_length=1, pattern=LINE)]
+
+    def __post_init__(self) -> None:
+        _rules(*model_path_checks(self.path, "model.source.path"),
+               *model_path_checks(self.gemma_dir, "model.source.gemma_dir"))
 
 
 class Model(Base):
@@ -226,7 +312,8 @@ class Model(Base):
 
     source: TinyModel | CheckpointModel = msgspec.field(default_factory=TinyModel)
     dtype: Annotated[Literal["bfloat16", "float32"], described("Weights dtype.")] = "bfloat16"
-    device: Annotated[str, described("torch device: auto, cpu, cuda, cuda:N.")] = "auto"
+    device: Annotated[str, described("torch device: auto, cpu, mps, cuda, cuda:N.",
+                                     pattern=DEVICE)] = "auto"
 
 
 class TextEncoder(Base):
@@ -265,7 +352,8 @@ def bucket_checks(b: Bucket, key: str) -> list[tuple[bool, str, str]]:
 class Video(Base):
     """Video latents: buckets, cropping, VAE encoding."""
 
-    buckets: Annotated[list[Bucket], described("Resolution/frame buckets.", min_length=1)] = (
+    buckets: Annotated[list[Bucket], described("Resolution/frame buckets.", min_length=1,
+                                               max_length=64)] = (
         msgspec.field(default_factory=lambda: [Bucket(width=768, height=512, frames=121)])
     )
     crop: Annotated[
@@ -354,15 +442,18 @@ class Lora(Base):
     """LoRA adapter shape (peft)."""
 
     rank: Annotated[int, described("LoRA rank.", ge=1, le=1024)] = 16
-    alpha: Annotated[float, described("LoRA alpha (scale = alpha / rank).", gt=0)] = 16.0
+    alpha: Annotated[float, described("LoRA alpha (scale = alpha / rank).", gt=0,
+                                      le=65536.0)] = 16.0
     dropout: Annotated[float, described("LoRA dropout.", ge=0.0, lt=1.0)] = 0.0
-    target_modules: Annotated[list[str], described("Module name suffixes that get adapters.",
-                                            min_length=1)] = msgspec.field(
+    target_modules: Annotated[list[Annotated[str, Meta(pattern=MODULE_SUFFIX)]],
+                              described("Module name suffixes that get adapters.",
+                                        min_length=1, max_length=256)] = msgspec.field(
         default_factory=lambda: list(DEFAULT_TARGETS))
     init_from: Annotated[str, described(
         "Start from this adapter instead of a fresh one: a .safetensors path (inside the repo it "
         "is a DVC dependency of train) or a Hub repo id owner/name[@revision] read from the "
-        "local Hugging Face cache; its rank and targets must match. Empty: a fresh adapter.")
+        "local Hugging Face cache; its rank and targets must match. Empty: a fresh adapter.",
+        pattern=LINE)
     ] = ""
 
     def __post_init__(self) -> None:
@@ -375,6 +466,8 @@ class Lora(Base):
             (not posixpath.normpath(self.init_from.replace("\\", "/")).startswith(own),
              "lora.init_from", f"must not be inside {own} (the train stage replaces it): copy "
              "the adapter elsewhere first (e.g. adapters/) and `dvc add` it"),
+            *(model_path_checks(self.init_from, "lora.init_from")
+              if init_from_is_path(self.init_from) else ()),
         )
 
 
@@ -386,53 +479,54 @@ def init_from_is_path(value: str) -> bool:
     return value.endswith(".safetensors")
 
 
+Beta = Annotated[float, Meta(ge=0.0, lt=1.0)]
+
+
 class Optim(Base):
     """Optimiser and learning-rate schedule."""
 
     optimizer: Annotated[Literal["adamw", "adamw8bit"], described("AdamW or 8-bit AdamW.")] = (
         "adamw"
     )
-    learning_rate: Annotated[float, described("Peak learning rate, in (0, 1).")] = 1e-4
-    weight_decay: Annotated[float, described("Decoupled weight decay.", ge=0.0)] = 0.0
-    betas: Annotated[tuple[float, float], described("Adam betas.")] = (0.9, 0.999)
-    eps: Annotated[float, described("Adam epsilon.", gt=0)] = 1e-8
+    learning_rate: Annotated[float, described("Peak learning rate, in (0, 1).", gt=0.0,
+                                              lt=1.0)] = 1e-4
+    weight_decay: Annotated[float, described("Decoupled weight decay.", ge=0.0, le=10.0)] = 0.0
+    betas: Annotated[tuple[Beta, Beta], described("Adam betas, each in [0, 1).")] = (0.9, 0.999)
+    eps: Annotated[float, described("Adam epsilon.", gt=0, le=1.0)] = 1e-8
     scheduler: Annotated[
         Literal["constant", "linear", "cosine"], described("LR schedule.")] = "constant"
-    warmup_steps: Annotated[int, described("Linear warm-up steps.", ge=0)] = 0
-    max_grad_norm: Annotated[float, described("Gradient clipping norm (0: off).", ge=0.0)] = 1.0
-
-    def __post_init__(self) -> None:
-        _rule(0.0 < self.learning_rate < 1.0, "optim.learning_rate",
-              f"must be in (0, 1), got {self.learning_rate}")
-        _rule(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas",
-              f"each beta must be in [0, 1), got {list(self.betas)}")
+    warmup_steps: Annotated[int, described("Linear warm-up steps.", ge=0, le=MAX_STEPS)] = 0
+    max_grad_norm: Annotated[float, described("Gradient clipping norm (0: off).", ge=0.0,
+                                              le=1e6)] = 1.0
 
 
 class Train(Base):
     """The training loop."""
 
     mode: Annotated[Literal["lora", "full"], described("LoRA adapter or full fine-tune.")] = "lora"
-    steps: Annotated[int, described("Optimiser steps.", ge=1)] = 1000
-    batch_size: PosInt = 1
-    gradient_accumulation_steps: PosInt = 1
+    steps: Annotated[int, described("Optimiser steps.", ge=1, le=MAX_STEPS)] = 1000
+    batch_size: Annotated[int, described("Clips per micro-batch.", ge=1, le=4096)] = 1
+    gradient_accumulation_steps: Annotated[
+        int, described("Micro-batches per optimiser step.", ge=1, le=4096)] = 1
     gradient_checkpointing: Annotated[bool, described("Recompute activations in backward.")] = False
     mixed_precision: Annotated[Literal["no", "bf16"], described("Autocast precision.")] = "bf16"
     seed: Seed = 42
     checkpoint_every: Annotated[
-        int, described("Steps between resumable checkpoints (0: off).", ge=0)] = (
+        int, described("Steps between resumable checkpoints (0: off).", ge=0, le=MAX_STEPS)] = (
         250
     )
-    log_every: Annotated[int, described("Steps between metric logs.", ge=1)] = 10
+    log_every: Annotated[int, described("Steps between metric logs.", ge=1, le=MAX_STEPS)] = 10
     keep_checkpoints: Annotated[int, described(
         "Intermediate adapters kept in the output (checkpoints/step_NNNNNN.safetensors): the "
         "last K saved at checkpoint and validation steps, plus the best held-out one when "
-        "eval.every_steps > 0. 0: only the final one.", ge=0)] = 0
+        "eval.every_steps > 0. 0: only the final one.", ge=0, le=10_000)] = 0
     trackers: Annotated[list[Literal["tensorboard", "wandb"]], described(
         "Experiment trackers beside DVCLive, through accelerate (extras: "
-        "aiprod-recipes[tensorboard], aiprod-recipes[wandb]; W&B honours WANDB_MODE=offline)."
-    )] = msgspec.field(default_factory=list)
-    accelerate_config: Annotated[str, described("accelerate config file for multi-process training "
-                                         "(DDP, FSDP); empty: one process.")] = ""
+        "aiprod-recipes[tensorboard], aiprod-recipes[wandb]; W&B honours WANDB_MODE=offline).",
+        max_length=2)] = msgspec.field(default_factory=list)
+    accelerate_config: Annotated[str, described(
+        "accelerate config file for multi-process training (DDP, FSDP), inside the project; "
+        "empty: one process.", pattern=LINE)] = ""
     compile: Annotated[bool, described(
         "Compile the transformer blocks with torch.compile.")] = False
 
@@ -440,7 +534,9 @@ class Train(Base):
         _rules((self.checkpoint_every <= self.steps, "train.checkpoint_every",
                 f"must be <= train.steps ({self.steps})"),
                (len(set(self.trackers)) == len(self.trackers), "train.trackers",
-                f"each tracker once, got {list(self.trackers)}"))
+                f"each tracker once, got {list(self.trackers)}"),
+               *(project_path_checks(self.accelerate_config, "train.accelerate_config")
+                 if self.accelerate_config else ()))
 
 
 class Flow(Base):
@@ -448,12 +544,14 @@ class Flow(Base):
 
     timestep_sampler: Annotated[Literal["uniform", "shifted_logit_normal"],
                                 described("How noise levels are drawn.")] = "shifted_logit_normal"
-    logit_mean: Annotated[float, described("Mean of the logit-normal.")] = 0.0
-    logit_std: Annotated[float, described("Std of the logit-normal.", gt=0)] = 1.0
-    base_shift: Annotated[float, described("Shift at min_tokens.")] = 0.95
-    max_shift: Annotated[float, described("Shift at max_tokens.")] = 2.05
-    min_tokens: Annotated[int, described("Token count where base_shift applies.", ge=1)] = 1024
-    max_tokens: Annotated[int, described("Token count where max_shift applies.", ge=1)] = 4096
+    logit_mean: Annotated[float, described("Mean of the logit-normal.", ge=-10.0, le=10.0)] = 0.0
+    logit_std: Annotated[float, described("Std of the logit-normal.", gt=0, le=10.0)] = 1.0
+    base_shift: Annotated[float, described("Shift at min_tokens.", ge=-10.0, le=10.0)] = 0.95
+    max_shift: Annotated[float, described("Shift at max_tokens.", ge=-10.0, le=10.0)] = 2.05
+    min_tokens: Annotated[int, described("Token count where base_shift applies.", ge=1,
+                                         le=MAX_STEPS)] = 1024
+    max_tokens: Annotated[int, described("Token count where max_shift applies.", ge=1,
+                                         le=MAX_STEPS)] = 4096
     stretch: Annotated[bool, described("Stretch sampled levels to cover [eps, 1].")] = False
 
     def __post_init__(self) -> None:
@@ -480,35 +578,43 @@ class Memory(Base):
         ge=0, le=128)] = 0
 
 
+Prompt = Annotated[str, Meta(min_length=1, max_length=10_000, pattern=TEXT)]
+LossLevel = Annotated[float, Meta(gt=0.0, lt=1.0)]
+
+
 class Eval(Base):
     """Validation sampling and held-out metrics."""
 
     prompts: Annotated[
-        list[str], described("Prompts to sample; empty: the val clips' captions.")] = (
+        list[Prompt], described("Prompts to sample; empty: the val clips' captions.",
+                                max_length=1000)] = (
         msgspec.field(default_factory=list)
     )
-    max_samples: Annotated[int, described("Most samples generated.", ge=0)] = 4
+    max_samples: Annotated[int, described("Most samples generated.", ge=0, le=1000)] = 4
     every_steps: Annotated[int, described(
         "Also render the samples and the held-out loss with the current weights every N "
-        "training steps, logged through DVCLive (0: off, evaluate only).", ge=0)] = 0
+        "training steps, logged through DVCLive (0: off, evaluate only).", ge=0,
+        le=MAX_STEPS)] = 0
     bucket: Bucket = msgspec.field(default_factory=lambda: Bucket(width=768, height=512,
                                                                   frames=121))
     steps: Annotated[int, described("Euler sampling steps.", ge=1, le=500)] = 30
-    cfg_scale: Annotated[float, described("Classifier-free guidance scale (1: off).", ge=1.0)] = 3.0
-    stg_scale: Annotated[float, described("Spatio-temporal guidance scale (0: off).", ge=0.0)] = 1.0
-    stg_blocks: Annotated[list[int], described("Transformer blocks skipped for STG.")] = (
+    cfg_scale: Annotated[float, described("Classifier-free guidance scale (1: off).", ge=1.0,
+                                          le=100.0)] = 3.0
+    stg_scale: Annotated[float, described("Spatio-temporal guidance scale (0: off).", ge=0.0,
+                                          le=100.0)] = 1.0
+    stg_blocks: Annotated[list[Annotated[int, Meta(ge=0, le=1000)]],
+                          described("Transformer blocks skipped for STG.", max_length=1000)] = (
         msgspec.field(default_factory=lambda: [1])
     )
-    negative_prompt: Annotated[str, described("Negative prompt for CFG.")] = ""
+    negative_prompt: Annotated[str, described("Negative prompt for CFG.", max_length=10_000,
+                                              pattern=TEXT)] = ""
     seed: Seed = 0
-    loss_levels: Annotated[list[float], described("Noise levels of the held-out loss.",
-                                           min_length=1)] = msgspec.field(
-        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    loss_levels: Annotated[list[LossLevel], described(
+        "Noise levels of the held-out loss, each in (0, 1).", min_length=1,
+        max_length=100)] = msgspec.field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
 
     def __post_init__(self) -> None:
-        _rules(*bucket_checks(self.bucket, "eval.bucket"),
-               *((0.0 < s < 1.0, "eval.loss_levels", f"each level must be in (0, 1), got {s}")
-                 for s in self.loss_levels))
+        _rules(*bucket_checks(self.bucket, "eval.bucket"))
 
 
 # --------------------------------------------------------------------------- the whole spec
@@ -561,7 +667,27 @@ class Spec(Base):
              "an adapter)"),
             (not self.lora.init_from or self.train.mode == "lora", "lora.init_from",
              'needs train.mode = "lora"'),
+            *self._manifest_checks(),
         )
+
+    def _manifest_checks(self) -> list[tuple[bool, str, str]]:
+        """A caption manifest is named relative to data.raw_dir; it must stay inside the
+        project, where DVC tracks it as a dependency of the caption stage."""
+        backend = self.caption.backend
+        if not isinstance(backend, SidecarCaptions) or not backend.manifest:
+            return []
+        joined = posixpath.join(self.data.raw_dir, backend.manifest)
+        return [(_relative_inside(joined), "caption.backend.manifest",
+                 f"must name a file inside the project (relative to data.raw_dir = "
+                 f"{self.data.raw_dir!r}), got {backend.manifest!r}")]
 
 
 SECTIONS: tuple[str, ...] = tuple(Spec.__struct_fields__)
+
+
+def manifest_path(spec: Spec) -> str | None:
+    """The caption manifest file a spec names (project-relative), or None."""
+    backend = spec.caption.backend
+    if isinstance(backend, SidecarCaptions) and backend.manifest:
+        return posixpath.normpath(posixpath.join(spec.data.raw_dir, backend.manifest))
+    return None

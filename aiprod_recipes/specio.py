@@ -8,6 +8,9 @@ which runs the cross-field rules in ``__post_init__``.
 
 from __future__ import annotations
 
+import codecs
+import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
@@ -17,7 +20,7 @@ import tomlkit
 import tomllib
 
 from aiprod_recipes.names import SPEC_FILE
-from aiprod_recipes.spec import Spec, SpecRuleError
+from aiprod_recipes.spec import PATTERN_MEANINGS, Spec, SpecRuleError
 
 DEFAULT_SPEC = Path(SPEC_FILE)
 """The spec a command reads when none is named."""
@@ -36,6 +39,30 @@ _AT = re.compile(r"\s*-\s*at `\$(?P<path>[^`]*)`$")
 
 
 _RULE_LINE = re.compile(r"^[a-z_]+(\.[a-z_0-9\[\]]+)*: ")
+_PATTERN = re.compile(r"^expected `str` matching regex (?P<regex>'.*')$", re.DOTALL)
+_STEP = re.compile(r"\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\[(?P<index>[0-9]+)\]")
+
+
+def _at(value: Any, sub: str) -> Any:
+    """The part of ``value`` that msgspec's location ``sub`` (".a[0].b") points at."""
+    for m in _STEP.finditer(sub):
+        try:
+            value = value[int(m["index"])] if m["index"] is not None else value[m["name"]]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _explained(text: str, value: Any) -> str:
+    """msgspec's wording, made plain where it only names a regex or a float bound."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number (got {value!r})"
+    m = _PATTERN.match(text)
+    if m:
+        meaning = {repr(p): why for p, why in PATTERN_MEANINGS.items()}.get(m["regex"])
+        if meaning:
+            return f"{meaning} (got {value!r})"
+    return text
 
 
 def _msgspec_messages(err: msgspec.ValidationError, prefix: str, value: Any = None) -> list[str]:
@@ -54,8 +81,12 @@ def _msgspec_messages(err: msgspec.ValidationError, prefix: str, value: Any = No
     key = (prefix + sub).lstrip(".") or "(top level)"
     text = text.replace("Object contains unknown field", "unknown key")
     text = text[0].lower() + text[1:] if text else "invalid value"
-    if not sub and ", got" not in text and value is not None and not isinstance(value, dict | list):
-        text += f" (got {value!r})"
+    leaf = _at(value, sub)
+    explained = _explained(text, leaf)
+    if explained != text:
+        return [f"{key}: {explained}"]
+    if ", got" not in text and leaf is not None and not isinstance(leaf, dict | list):
+        text += f" (got {leaf!r})"
     return [f"{key}: {text}"]
 
 
@@ -117,9 +148,9 @@ def _field_errors(cls: type[msgspec.Struct], doc: Any, prefix: str) -> list[str]
     return errors
 
 
-def decode_spec(doc: dict[str, Any]) -> Spec:
-    """Decode a parsed TOML document into a Spec; raises InvalidSpec (file name "<spec>")."""
-    return _decode(doc, "<spec>")
+def decode_spec(doc: dict[str, Any], source: str = "<spec>") -> Spec:
+    """Decode a parsed TOML document into a Spec; raises InvalidSpec naming ``source``."""
+    return _decode(doc, source)
 
 
 def _decode(doc: dict[str, Any], path: str) -> Spec:
@@ -134,14 +165,49 @@ def _decode(doc: dict[str, Any], path: str) -> Spec:
         raise InvalidSpec(path, _msgspec_messages(e, "")) from None
 
 
+_WIDE_BOMS = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32",
+              codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16"}
+
+
+def spec_text(raw: bytes) -> str:
+    """The text of a recipe file, which TOML requires to be UTF-8 (a UTF-8 byte-order mark,
+    as some editors write, is dropped). Raises ValueError saying what the bytes are."""
+    for bom, name in _WIDE_BOMS.items():  # UTF-32 first: its LE mark starts like UTF-16's
+        if raw.startswith(bom):
+            return _not_utf8(f"it is {name} text")
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    if raw and raw.count(0) * 4 >= len(raw):  # TOML text never holds a NUL byte
+        return _not_utf8("it looks like UTF-16 text (every other byte is NUL)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        return _not_utf8(f"byte 0x{raw[e.start]:02x} at line {line}, column {column} is not "
+                         "valid UTF-8")
+
+
+def _not_utf8(why: str) -> str:
+    raise ValueError(f"not UTF-8 text: {why}; save the file as UTF-8")
+
+
 def load_spec(path: Path | str = DEFAULT_SPEC) -> Spec:
     """Read and validate a recipe file. Raises InvalidSpec listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InvalidSpec(path, ["file not found (create one with `aiprod-recipes init`)"]
                           ) from None
+    except IsADirectoryError:
+        raise InvalidSpec(path, ["is a folder, not a spec file"]) from None
+    except OSError as e:
+        raise InvalidSpec(path, [f"cannot be read: {e.strerror or e}"]) from None
+    try:
+        text = spec_text(raw)
+    except ValueError as e:
+        raise InvalidSpec(path, [str(e)]) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -161,15 +227,28 @@ def spec_to_toml(spec: Spec) -> str:
 
 def section_values(spec: Spec, sections: tuple[str, ...]) -> dict[str, Any]:
     """The resolved values of some sections (or dotted keys such as ``eval.every_steps``):
-    what a stage's provenance and item keys record."""
-    full = spec_to_builtins(spec)
+    what a stage's provenance and item keys record. Values are as the resolved spec file
+    holds them (JSON: a tuple is a list), so they compare equal to what DVC reads."""
+    return pick(json.loads(resolved_text(spec)), sections)
+
+
+def pick(resolved: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    """Some sections or dotted keys of a resolved spec's values, by their name; raises
+    KeyError when one is absent."""
     out: dict[str, Any] = {}
     for name in sections:
-        node: Any = full
+        node: Any = resolved
         for part in name.split("."):
             node = node[part]
         out[name] = node
     return out
+
+
+def resolved_text(spec: Spec) -> str:
+    """The resolved spec as the JSON file DVC reads params from: every section and key in
+    declaration order, defaults filled in, one stable text for equal specs."""
+    return json.dumps(spec_to_builtins(spec), indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
 
 
 def json_schema() -> dict[str, Any]:

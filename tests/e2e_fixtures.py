@@ -82,6 +82,8 @@ def _placeholder_outputs(root: Path, spec: Spec) -> None:
     for stage in stages:
         for out in stage.outputs():
             path = root / out.path
+            if path.exists():  # written already (the resolved spec, by render)
+                continue
             if path.suffix:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("{}\n" if path.suffix == ".json" else f"{stage.name}\n")
@@ -102,7 +104,8 @@ def make_project(dest: Path, *, run: bool) -> Path:
     init_git_dvc(dest)
     shutil.copytree(REPO / "aiprod_recipes", dest / "aiprod_recipes",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy2(REPO / ".gitignore", dest / ".gitignore")
+    for name in (".gitignore", ".dvcignore"):
+        shutil.copy2(REPO / name, dest / name)
     _copy_sample(dest / RAW_DIR, SAMPLE_CLIPS)
     write_spec(dest, **SPEC_OVERRIDES)
     spec = load_spec(dest / "params.toml")
@@ -198,9 +201,11 @@ def set_param(root: Path, dotted: str, value: Any) -> None:
     path.write_text(tomlkit.dumps(doc), encoding="utf-8")
 
 
-def readers(stages: Iterable[StageDef], section: str) -> set[str]:
-    """The stages that declare ``section`` among their params."""
-    return {s.name for s in stages if section in s.sections}
+def readers(stages: Iterable[StageDef], key: str) -> set[str]:
+    """The stages a change of ``key`` (``section.key``) reruns: validate (it reads the whole
+    spec file) and every stage declaring the key's section, the key, or a table above it."""
+    return {s.name for s in stages
+            if s.reads_spec_file or any(key == d or key.startswith(d + ".") for d in s.sections)}
 
 
 def producers(stages: Iterable[StageDef]) -> dict[str, str]:

@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from aiprod_recipes.inference.html_report import write_html_report
-from aiprod_recipes.inference.report import SampleEntry
+from aiprod_recipes.inference.report import TRAINING_SECTIONS, SampleEntry
 from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
 from aiprod_recipes.training.live import LiveLog
 from tests.media_fixtures import make_clip
 
@@ -18,6 +19,8 @@ LEVELS = ("0.0-0.5", "0.5-1.0")
 METRICS = {"loss_base": 1.5, "loss_adapter": 1.25, "improvement": 0.25, "num_val_clips": 2,
            "num_samples": 2, **{f"loss_base_level_{s:g}": 1.5 for s in Spec().eval.loss_levels},
            **{f"loss_adapter_level_{s:g}": 1.25 for s in Spec().eval.loss_levels}}
+TRAINING = section_values(Spec(), TRAINING_SECTIONS)
+"""The training sections as a train output's provenance records them."""
 
 
 def history(steps: int = STEPS) -> list[dict[str, float]]:
@@ -54,7 +57,8 @@ def make_report(folder: Path, *, inline_limit: int | None = None,
         samples.append(SampleEntry(f"samples/sample_{k:02d}.mp4", f"samples/sample_{k:02d}.png",
                                    prompt, "text_to_video", k, has_audio=audio))
     kwargs = {} if inline_limit is None else {"inline_limit": inline_limit}
-    return write_html_report(folder / "report.html", Spec(), METRICS, samples, live, **kwargs)
+    return write_html_report(folder / "report.html", Spec(), TRAINING, METRICS, samples, live,
+                             **kwargs)
 
 
 class Tags(HTMLParser):

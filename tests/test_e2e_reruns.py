@@ -1,10 +1,12 @@
 """A params change reruns exactly the stages it affects, in a real DVC repository.
 
-For every section of the spec, one key is changed in a copy of the pipeline and ``dvc
-status`` must report exactly the stages that declare that section (the registry's
-``StageDef.sections``) and for no other reason than params.toml. For a few sections
-``dvc repro`` runs for real: the stages that run must be the readers plus the downstream
-stages whose recorded inputs changed, and nothing upstream.
+For every section of the spec, one key is changed in a copy of the pipeline. ``dvc
+status`` first reports only the validate stage (it depends on params.toml itself); once
+validate has written the resolved spec, it reports exactly the stages that declare that
+section (the registry's ``StageDef.sections``), for no other reason than their resolved
+params. For a few sections ``dvc repro`` runs for real: the stages that run must be
+validate, the readers, and the downstream stages whose recorded inputs changed, and nothing
+upstream.
 
 Stages come from the registry, so new stages are covered as they are registered.
 """
@@ -18,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from aiprod_recipes.names import SPEC_FILE, VALIDATE, resolved_spec_path
+from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.spec import SECTIONS
 from aiprod_recipes.specio import load_spec
 from tests.conftest import run_cmd
@@ -85,6 +89,16 @@ def _change(root: Path, section: str) -> None:
     load_spec(root / "params.toml")
 
 
+def _resolve(root: Path) -> None:
+    """What ``dvc repro`` runs first: the validate stage, which writes the resolved spec."""
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        run_stage(VALIDATE)
+    finally:
+        os.chdir(cwd)
+
+
 def test_every_section_has_a_change() -> None:
     assert set(CHANGES) == set(SECTIONS)
 
@@ -104,12 +118,16 @@ def test_status_api_matches_the_command(project_copy: Path) -> None:
 
 @pytest.mark.parametrize("section", SECTIONS)
 def test_status_reports_exactly_the_readers(project_copy: Path, section: str) -> None:
-    expected = readers(project_stages(project_copy), section)
+    expected = readers(project_stages(project_copy), CHANGES[section][0])
     _change(project_copy, section)
+    assert set(_status_in_process(project_copy)) == {VALIDATE}
+    _resolve(project_copy)
     status = _status_in_process(project_copy)
     assert set(status) == expected
-    for stage in expected:
-        assert status[stage] == [{"changed deps": {"params.toml": {section: "modified"}}}]
+    assert {"changed deps": {SPEC_FILE: "modified"}} in status[VALIDATE]
+    resolved = resolved_spec_path().as_posix()
+    for stage in expected - {VALIDATE}:
+        assert status[stage] == [{"changed deps": {resolved: {section: "modified"}}}]
 
 
 def _repro(root: Path, *args: str) -> tuple[set[str], str, dict[str, Any]]:
@@ -138,13 +156,12 @@ def _check_minimal(root: Path, ran: set[str], before: dict[str, Any],
 @pytest.mark.parametrize("section", REPRO_CASES)
 def test_repro_runs_readers_and_changed_downstream(built_project: Path, section: str) -> None:
     stages = project_stages(built_project)
-    direct = readers(stages, section)
+    direct = readers(stages, CHANGES[section][0])
     _change(built_project, section)
-    ran, log, before = _repro(built_project)
+    ran, _log, before = _repro(built_project)
     _check_minimal(built_project, ran, before, direct)
-    if not direct:
-        assert not ran
-        assert "Data and pipelines are up to date" in log
+    if direct == {VALIDATE}:
+        assert ran == {VALIDATE}
     if section == "caption":
         names = {s.name for s in stages}
         assert out_hashes(before, "caption") != out_hashes(read_lock(built_project), "caption")
@@ -155,15 +172,22 @@ def test_repro_runs_readers_and_changed_downstream(built_project: Path, section:
 @pytest.mark.slow
 def test_identical_output_skips_downstream(built_project: Path) -> None:
     """A stage whose code changed but whose output did not: it reruns, DVC sees the same
-    output hash, and nothing downstream runs."""
-    module = built_project / "aiprod_recipes" / "stages" / "split.py"
+    output hash, and nothing downstream runs. The edited module is one that only its own
+    stage imports (code dependencies follow the import graph: editing split.py, which
+    train and evaluate import, reruns them too)."""
+    from aiprod_recipes.registry import code_deps
+
+    stages = project_stages(built_project)
+    edited = "aiprod_recipes/stages/embed.py"
+    assert [s.name for s in stages if edited in code_deps(s)] == ["embed"]
+    module = built_project / edited
     module.write_text(module.read_text(encoding="utf-8") + "\n# same behaviour\n",
                       encoding="utf-8")
     ran, log, before = _repro(built_project)
-    assert ran == {"split"}
-    assert out_hashes(before, "split") == out_hashes(read_lock(built_project), "split")
-    spec, stages = project_spec(built_project), project_stages(built_project)
-    for name in downstream({"split"}, spec, stages):
+    assert ran == {"embed"}
+    assert out_hashes(before, "embed") == out_hashes(read_lock(built_project), "embed")
+    spec = project_spec(built_project)
+    for name in downstream({"embed"}, spec, stages):
         assert f"Stage '{name}' didn't change, skipping" in log
 
 
@@ -176,6 +200,6 @@ def test_policy_change_stops_where_outputs_are_identical(built_project: Path) ->
     after = read_lock(built_project)
     assert "ingest" in ran
     assert {"embed", "split", "train"}.isdisjoint(ran), ran
-    for stage in ran - {"ingest", "evaluate"}:
+    for stage in ran - {VALIDATE, "ingest", "evaluate"}:
         assert out_hashes(before, stage) == out_hashes(after, stage), stage
     assert _status(built_project) == {}

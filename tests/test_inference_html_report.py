@@ -87,10 +87,10 @@ def test_page_links_videos_over_the_limit(tmp_path: Path) -> None:
 def test_page_without_curves_or_samples(tmp_path: Path) -> None:
     from aiprod_recipes.inference.html_report import write_html_report
     from aiprod_recipes.spec import Spec
-    from tests.html_report_fixtures import METRICS
+    from tests.html_report_fixtures import METRICS, TRAINING
 
     metrics = {**METRICS, "loss_base": math.nan, "loss_adapter": math.nan, "num_samples": 0}
-    page = write_html_report(tmp_path / "r.html", Spec(), metrics, [],
+    page = write_html_report(tmp_path / "r.html", Spec(), TRAINING, metrics, [],
                              tmp_path / "no-live").read_text()
     tags = Tags(page)
     text = " ".join(tags.text)
@@ -103,7 +103,7 @@ def test_conditioned_sample_shows_its_condition(tmp_path: Path) -> None:
     from aiprod_recipes.inference.html_report import write_html_report
     from aiprod_recipes.inference.report import SampleEntry, write_thumbnail
     from aiprod_recipes.spec import Spec
-    from tests.html_report_fixtures import METRICS
+    from tests.html_report_fixtures import METRICS, TRAINING
     from tests.media_fixtures import make_clip
 
     (tmp_path / "samples").mkdir()
@@ -113,7 +113,8 @@ def test_conditioned_sample_shows_its_condition(tmp_path: Path) -> None:
     write_thumbnail(tmp_path / "samples" / "s_image.png", np.zeros((1, 32, 32, 3), np.uint8))
     sample = SampleEntry("samples/s.mp4", "samples/s.png", "p", "image_to_video", 0,
                          condition="samples/s_image.png")
-    tags = Tags(write_html_report(tmp_path / "r.html", Spec(), METRICS, [sample],
+    tags = Tags(write_html_report(tmp_path / "r.html", Spec(), TRAINING, METRICS,
+                                  [sample],
                                   tmp_path / "no-live").read_text())
     (image,) = [a for a in tags.all("img") if a.get("class") == "condition"]
     assert image["alt"] == "first frame"

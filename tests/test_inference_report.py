@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from aiprod_recipes.inference.report import (
+    TRAINING_SECTIONS,
     SampleEntry,
     spec_summary,
     write_metrics,
@@ -17,10 +18,14 @@ from aiprod_recipes.inference.report import (
     write_thumbnail,
 )
 from aiprod_recipes.spec import Spec
+from aiprod_recipes.specio import section_values
 
 METRICS = {"loss_base": 1.5, "loss_adapter": 1.25, "improvement": 0.25, "num_val_clips": 2,
            "num_samples": 1, **{f"loss_base_level_{s:g}": 1.5 for s in Spec().eval.loss_levels},
            **{f"loss_adapter_level_{s:g}": 1.25 for s in Spec().eval.loss_levels}}
+
+
+TRAINING = section_values(Spec(), TRAINING_SECTIONS)
 
 
 def test_thumbnail_is_first_and_middle_frame(tmp_path: Path) -> None:
@@ -41,18 +46,19 @@ def test_metrics_json_nan_is_null(tmp_path: Path) -> None:
 
 def test_report_page(tmp_path: Path) -> None:
     sample = SampleEntry("samples/s.mp4", "samples/s.png", "a | b\nc", "text_to_video", 4)
-    text = write_report(tmp_path / "r.md", Spec(), METRICS, [sample]).read_text()
+    text = write_report(tmp_path / "r.md", Spec(), TRAINING, METRICS, [sample]).read_text()
     assert "| all | 1.5 | 1.25 | 0.25 |" in text
     assert "| 0.1 | 1.5 | 1.25 | 0.25 |" in text
     assert "[![sample 1](samples/s.png)](samples/s.mp4)" in text
     assert "> a \\| b c" in text and "seed 4" in text
     assert "| strategy | type=text_to_video" in text
-    assert set(spec_summary(Spec())) == {"strategy", "lora", "optim", "train", "eval"}
+    assert set(spec_summary(Spec(), TRAINING)) == {"strategy", "lora", "optim", "train",
+                                                    "eval"}
 
 
 def test_report_without_samples_or_val_clips(tmp_path: Path) -> None:
     metrics = {**METRICS, "loss_base": math.nan, "loss_adapter": math.nan, "num_samples": 0}
-    text = write_report(tmp_path / "r.md", Spec(), metrics, []).read_text()
+    text = write_report(tmp_path / "r.md", Spec(), TRAINING, metrics, []).read_text()
     assert "| all | n/a | n/a | n/a |" in text and "No samples" in text
 
 
@@ -64,7 +70,7 @@ def test_conditions_beside_the_output_and_sound(tmp_path: Path) -> None:
                     condition="samples/b_reference.png",
                     condition_video="samples/b_reference.mp4"),
     ]
-    text = write_report(tmp_path / "r.md", Spec(), METRICS, samples).read_text()
+    text = write_report(tmp_path / "r.md", Spec(), TRAINING, METRICS, samples).read_text()
     assert ("| ![first frame 1](samples/a_image.png) | "
             "[![sample 1](samples/a.png)](samples/a.mp4) |") in text
     assert ("| [![reference 2](samples/b_reference.png)](samples/b_reference.mp4) | "

@@ -19,7 +19,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("model", "media", "store", "provenance"),
     ("captioning", "training", "inference", "planner"),
     ("stages",),
-    ("registry", "render", "makefile", "runtime", "worker"),
+    ("registry", "codedeps", "render", "makefile", "runtime", "worker"),
     ("cli", "__main__", "__init__"),
 ]
 """Bottom up: a module may import its own floor and the floors below, never above."""

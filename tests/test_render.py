@@ -22,6 +22,15 @@ def test_committed_dvc_yaml_matches_the_registry() -> None:
     assert committed == render.render(spec), "run `aiprod-recipes render`"
 
 
+def test_committed_resolved_spec_matches_params_toml() -> None:
+    """What the validate stage writes for the committed spec is committed with it."""
+    from aiprod_recipes.names import resolved_spec_path
+    from aiprod_recipes.specio import resolved_text
+
+    spec = load_spec(REPO / "params.toml")
+    assert (REPO / resolved_spec_path()).read_text(encoding="utf-8") == resolved_text(spec)
+
+
 def test_check_flags_a_stale_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "params.toml").write_text((REPO / "params.toml").read_text())
     cwd = os.getcwd()
@@ -42,7 +51,11 @@ def test_every_stage_declares_params_and_writes_under_data_stages() -> None:
     spec = decode_spec({})
     for stage in stages_for(spec):
         entry = render.render_stage(stage, spec)
-        assert entry["params"] == [{"params.toml": list(stage.params(spec))}]
+        if stage.name == "validate":
+            assert "params" not in entry and entry["deps"][0] == "params.toml"
+        else:
+            assert entry["params"] == [{"data/stages/validate/resolved.json":
+                                        list(stage.params(spec))}]
         assert entry["cmd"] == f"aiprod-recipes run {stage.name}"
         for out in stage.outputs():
             assert Path(out.path).is_relative_to(STAGES_DIR)
@@ -100,10 +113,12 @@ def test_periodic_validation_declares_the_eval_sections_only_when_on(tmp_path: P
     off, on = decode_spec({}), decode_spec({"eval": {"every_steps": 5}})
 
     def train_params(spec) -> list[str]:
-        return render.render_stage(get_stage("train", spec), spec)["params"][0]["params.toml"]
+        entry = render.render_stage(get_stage("train", spec), spec)
+        return entry["params"][0]["data/stages/validate/resolved.json"]
 
     assert not {"eval", "text_encoder", "ingest"} & set(train_params(off))
-    assert {"eval", "text_encoder", "ingest"} <= set(train_params(on))
+    assert {"eval", "text_encoder"} <= set(train_params(on))
+    assert "ingest" not in train_params(on)  # samples play at the stored clips' rate
     rendered = tmp_path / "dvc.yaml"
     rendered.write_text(render.render_text(off))
     assert render.is_current(off, rendered) and not render.is_current(on, rendered)

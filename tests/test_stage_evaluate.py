@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from aiprod_recipes.model.runtime import load_model, model_fingerprint, model_paths
+from aiprod_recipes.provenance import stage_record, write_provenance
 from aiprod_recipes.registry import get_stage
 from aiprod_recipes.runtime import run_stage, stage_paths
 from aiprod_recipes.specio import load_spec
@@ -34,7 +35,9 @@ LEVEL_KEYS = [f"loss_{m}_level_{s}" for m in ("base", "adapter") for s in ("0.2"
 
 
 def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
-    """A train-stage output: an adapter on the project's base, lora_B random or zero."""
+    """A train-stage output: an adapter on the project's base, lora_B random or zero, and
+    the provenance the runtime writes beside it (evaluate reads the training settings
+    there)."""
     spec = load_spec(project / "params.toml")
     paths = model_paths(spec)
     model = load_model(spec.model, paths, {"transformer"}).transformer
@@ -47,7 +50,11 @@ def make_adapter(project: Path, zero_b: bool, seed: int = 0) -> Path:
     meta = AdapterMeta(rank=spec.lora.rank, alpha=spec.lora.alpha,
                        target_modules=tuple(spec.lora.target_modules), strategy="text_to_video",
                        base_fingerprint=model_fingerprint(paths), spec_hash="test")
-    return save_adapter(model, project / "data/stages/train/adapter.safetensors", meta)
+    out = project / "data/stages/train"
+    path = save_adapter(model, out / "adapter.safetensors", meta)
+    stage = get_stage("train", spec)
+    write_provenance(out, stage_record("train", spec, stage.params(spec), [], None))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +78,9 @@ def run_evaluate(project: Path, folder: str = "out") -> tuple[dict, Path]:
 
 
 def test_metrics_samples_and_report(copy: Path) -> None:
+    """Also: a sample plays at the rate its clips were stored at, not at ingest.fps (the
+    clips carry it; evaluate does not read the ingest section)."""
+    write_spec(copy, data={"raw_dir": "raw"}, ingest={"fps": 12.0}, **SPEC)
     make_adapter(copy, zero_b=False)
     report, out = run_evaluate(copy)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -84,10 +94,13 @@ def test_metrics_samples_and_report(copy: Path) -> None:
                                                                    "sample_00.png"]
     with av.open(str(out / "samples" / "sample_00.mp4")) as c:
         assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
+        assert c.streams.video[0].average_rate == 24
         assert sum(1 for _ in c.decode(video=0)) == 9
     text = (out / "report.md").read_text()
     assert "[![sample 1](samples/sample_00.png)](samples/sample_00.mp4)" in text
-    assert "| all |" in text and "| lora | rank=8" in text
+    assert "| all |" in text
+    lora_row = next(line for line in text.splitlines() if line.startswith("| lora |"))
+    assert "rank=8" in lora_row  # as the train output recorded it
     page = (out / "report.html").read_text()
     assert page.count("<video ") == 1 and "data:video/mp4;base64," in page
 
@@ -103,6 +116,41 @@ def test_zero_adapter_matches_base(copy: Path) -> None:
     assert all(metrics[f"loss_base_level_{s}"] == metrics[f"loss_adapter_level_{s}"]
                for s in ("0.2", "0.8"))
     assert metrics["improvement"] == 0.0
+
+
+UNDECLARED = {
+    "data": {"raw_dir": "elsewhere", "extensions": [".mp4"]},
+    "ingest": {"fps": 12.0, "strict": True},
+    "caption": {"trigger_word": "other"},
+    "video": {"buckets": [{"width": 64, "height": 64, "frames": 17}], "seed": 3},
+    "audio": {"on_missing": "skip"},
+    "reference": {"canny_low": 10, "canny_high": 20},
+    "split": {"seed": 9},
+    "lora": {"rank": 2, "dropout": 0.5},
+    "optim": {"learning_rate": 0.5, "optimizer": "adamw8bit"},
+    "train": {"steps": 7, "seed": 1, "log_every": 3, "checkpoint_every": 0},
+    "flow": {"logit_std": 0.3, "timestep_sampler": "uniform"},
+}
+"""A change in every spec section (and key) evaluate does not declare as a param."""
+
+
+def test_sections_evaluate_does_not_declare_do_not_change_its_output(copy: Path) -> None:
+    """Evaluate's params are exactly what shapes its output: the same trained weights and
+    stage outputs, evaluated under a spec that differs in every undeclared section, give
+    the same metrics.json and report.md bytes."""
+    no_samples = {**SPEC, "eval": {**SPEC["eval"], "max_samples": 0}}
+    write_spec(copy, data={"raw_dir": "raw"}, **no_samples)
+    make_adapter(copy, zero_b=False)
+    spec = load_spec(copy / "params.toml")
+    declared = get_stage("evaluate", spec).params(spec)
+    assert {d.split(".")[0] for d in declared}.isdisjoint(set(UNDECLARED) - {"reference"})
+    assert not any(d.startswith("reference.") and d.split(".")[1] in UNDECLARED["reference"]
+                   for d in declared)
+    _, first = run_evaluate(copy)
+    write_spec(copy, **{**no_samples, **UNDECLARED})
+    _, second = run_evaluate(copy, "out2")
+    for name in ("metrics.json", "report.md"):
+        assert (second / name).read_bytes() == (first / name).read_bytes(), name
 
 
 def test_adapter_for_another_base_fails(copy: Path) -> None:
@@ -159,3 +207,18 @@ def test_quantized_base_with_block_swap_evaluates_the_same(copy: Path) -> None:
     assert metrics["int8"]["loss_base"] != metrics["plain"]["loss_base"]
     sample = Path("samples") / "sample_00.mp4"
     assert (swapped / sample).read_bytes() == (int8 / sample).read_bytes()
+
+
+def test_sample_fps_comes_from_the_stored_clips(tmp_path: Path) -> None:
+    from aiprod_recipes.inference.samples import NoFrameRate, sample_fps
+    from aiprod_recipes.store.shards import ShardReader
+
+    rows = [{"key": f"k{i}", "item": f"c{i}", "fps": fps}
+            for i, fps in enumerate([25.0, 30.0, 30.0, 25.0, 12.0])]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    latents = ShardReader(tmp_path)
+    assert sample_fps(latents, "c4") == 12.0
+    assert sample_fps(latents, None) == 25.0  # most common; the lower on a tie
+    assert sample_fps(latents, "not stored") == 25.0
+    with pytest.raises(NoFrameRate, match="frame rate"):
+        sample_fps(ShardReader(tmp_path / "empty"), None)

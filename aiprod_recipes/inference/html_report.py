@@ -17,7 +17,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,8 +209,9 @@ def _curves_section(live: Path) -> str:
     return "".join(parts)
 
 
-def _settings_section(spec: Spec) -> str:
-    rows = [(section, format_value(values)) for section, values in spec_summary(spec).items()]
+def _settings_section(spec: Spec, training: Mapping[str, Any]) -> str:
+    rows = [(section, format_value(values))
+            for section, values in spec_summary(spec, training).items()]
     return "<h2>Settings</h2>" + _table(("section", "values"), rows)
 
 
@@ -272,12 +273,14 @@ video { width: 100%; background: #000; }
 """
 
 
-def write_html_report(path: Path, spec: Spec, metrics: dict[str, Any],
-                      samples: Sequence[SampleEntry], live: Path, *,
+def write_html_report(path: Path, spec: Spec, training: Mapping[str, Any],
+                      metrics: dict[str, Any], samples: Sequence[SampleEntry], live: Path, *,
                       inline_limit: int = INLINE_LIMIT_BYTES) -> Path:
     """report.html beside the samples (their paths are relative to ``path``'s folder);
-    ``live`` is the train stage's DVCLive folder."""
-    body = (_loss_section(spec, metrics) + _curves_section(live) + _settings_section(spec)
+    ``training`` holds the training sections as the train output recorded them, ``live`` is
+    the train stage's DVCLive folder."""
+    body = (_loss_section(spec, metrics) + _curves_section(live)
+            + _settings_section(spec, training)
             + _samples_section(path.parent, samples, inline_limit))
     page = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,15 +64,20 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def spec_summary(spec: Spec) -> dict[str, Any]:
-    """The settings a reader compares between experiments."""
-    values = section_values(spec, ("strategy", "lora", "optim", "train", "eval"))
-    train = values["train"]
-    optim = values["optim"]
-    ev = values["eval"]
+TRAINING_SECTIONS = ("strategy", "lora", "optim", "train")
+"""The sections of a training run the report shows."""
+
+
+def spec_summary(spec: Spec, training: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a reader compares between experiments: the training sections as the
+    trained weights were made (``training``: resolved sections by name, from the train
+    output's provenance), and ``eval``."""
+    train = training["train"]
+    optim = training["optim"]
+    ev = section_values(spec, ("eval",))["eval"]
     return {
-        "strategy": values["strategy"],
-        "lora": values["lora"],
+        "strategy": training["strategy"],
+        "lora": training["lora"],
         "optim": {k: optim[k] for k in ("optimizer", "learning_rate", "scheduler",
                                         "warmup_steps", "weight_decay", "max_grad_norm")},
         "train": {k: train[k] for k in ("mode", "steps", "batch_size",
@@ -128,7 +133,7 @@ def _sample_media(i: int, s: SampleEntry) -> list[str]:
     return [f"| {kind} | output |", "|---|---|", f"| {condition} | {output} |", ""]
 
 
-def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
+def write_report(path: Path, spec: Spec, training: Mapping[str, Any], metrics: dict[str, Any],
                  samples: Sequence[SampleEntry]) -> Path:
     """report.md: metrics, the spec summary, and every sample with its prompt."""
     lines = ["# Evaluation", "",
@@ -136,7 +141,7 @@ def write_report(path: Path, spec: Spec, metrics: dict[str, Any],
              "same noise for both models (lower is better).", ""]
     lines += _metrics_table(metrics, spec.eval.loss_levels)
     lines += ["", "## Settings", "", "| section | values |", "|---|---|"]
-    for section, values in spec_summary(spec).items():
+    for section, values in spec_summary(spec, training).items():
         lines.append(f"| {section} | {_escape(format_value(values))} |")
     lines += ["", f"## Samples ({len(samples)})", ""]
     if not samples:

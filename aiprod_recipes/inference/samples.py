@@ -8,11 +8,14 @@ compared frame by frame.
 
 Samples follow the strategy: text-to-video at ``eval.bucket``; image-to-video from a val
 clip's first latent frame; IC-LoRA from a val clip's reference latent (at that clip's size).
+A sample plays at the frame rate its clips were stored at (the latents manifest carries
+it), so neither stage reads the ingest section for it.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +34,8 @@ from aiprod_recipes.spec import Spec
 from aiprod_recipes.store.shards import ShardReader
 from aiprod_recipes.training.strategies import SampleCondition, strategy_for, text_condition
 
-__all__ = ["TEXT_ONLY", "Job", "SampleSet", "conditionable", "plan", "prepare", "render",
-           "sample_name"]
+__all__ = ["TEXT_ONLY", "Job", "NoFrameRate", "SampleSet", "conditionable", "plan", "prepare",
+           "render", "sample_fps", "sample_name"]
 
 TEXT_ONLY = "text_to_video"
 """The mode of a sample made from its prompt alone."""
@@ -53,6 +56,21 @@ class SampleSet:
 
     jobs: list[Job]
     requests: list[Request]
+
+
+class NoFrameRate(ValueError):
+    """The latents output holds no clip to take a sample's frame rate from."""
+
+
+def sample_fps(latents: ShardReader, clip: str | None) -> float:
+    """A sample's frame rate: its val clip's, else the rate the stored clips share (ingest
+    normalises them all to one; were there several, the most common, the lowest on a tie)."""
+    if clip is not None and clip in latents.by_item:
+        return float(latents.by_item[clip]["fps"])
+    rates = Counter(float(row["fps"]) for row in latents.rows)
+    if not rates:
+        raise NoFrameRate(f"{latents.folder} holds no clip to take a frame rate from")
+    return min(rates, key=lambda rate: (-rates[rate], rate))
 
 
 def sample_name(k: int) -> str:
@@ -105,10 +123,11 @@ def _condition(spec: Spec, condition_folder: Path | None, job: Job) -> SampleCon
 
 
 def prepare(spec: Spec, model: ModelPaths, val_items: Sequence[str], captions: dict[str, str],
-            condition_folder: Path | None) -> SampleSet:
+            condition_folder: Path | None, latents: ShardReader) -> SampleSet:
     """Plan the jobs and build their requests; the text encoder is loaded (and freed) here
     only when there is a job. ``condition_folder``: the output of the strategy's
-    ``condition_stage`` (None for text-to-video)."""
+    ``condition_stage`` (None for text-to-video); ``latents``: the latents output, whose
+    rows give each sample its frame rate."""
     jobs = plan(spec, val_items, captions, conditionable(condition_folder, val_items))
     if not jobs:
         return SampleSet([], [])
@@ -120,7 +139,7 @@ def prepare(spec: Spec, model: ModelPaths, val_items: Sequence[str], captions: d
         cond = _condition(spec, condition_folder, job)
         requests.append(Request(
             prompt=prompt, negative=negative, width=cond.width, height=cond.height,
-            frames=cond.frames, fps=spec.ingest.fps, steps=spec.eval.steps,
+            frames=cond.frames, fps=sample_fps(latents, job.clip), steps=spec.eval.steps,
             seed=spec.eval.seed + k, guidance=Guidance.from_eval(spec.eval),
             image_latent=cond.image_latent, reference=cond.reference,
             reference_downscale=cond.reference_downscale,

@@ -136,10 +136,10 @@ def _periodic_validation(spec: Spec, paths: StagePaths) -> PeriodicValidation | 
         return PeriodicValidation(spec, SampleSet([], []), [])
     val_items = read_split(paths.upstream(SPLIT), "val")
     stage = strategy.condition_stage
-    samples = prepare(spec, paths.model, val_items, read_captions(paths.upstream(CAPTION)),
-                      paths.upstream(stage) if stage is not None else None)
     store = ClipStore.open({n: paths.upstream(n) for n in (LATENTS, EMBED, REFERENCE)},
                            strategy, spec.reference.downscale)
+    samples = prepare(spec, paths.model, val_items, read_captions(paths.upstream(CAPTION)),
+                      paths.upstream(stage) if stage is not None else None, store.latents)
     return PeriodicValidation(spec, samples, load_val_clips(store, val_items))
 
 
