@@ -60,10 +60,10 @@ def test_foreign_dvc_params_yaml_stops_the_next_stage(locked_project: Path) -> N
     assert yaml.safe_load((root / "params.yaml").read_text()) == {"lora": {"rank": 32}}
     assert spec.read_text() == spec_text
 
-    # The next experiment that runs a stage stops before the stage does anything.
+    # The next experiment stops at the first stage, before any output is touched.
     code, log = _foreign_dvc(root, "exp", "run", "-S", "params.toml:caption.trigger_word=zq")
     assert code != 0
-    assert "failed to reproduce 'caption'" in log
+    assert "failed to reproduce 'validate'" in log
     _assert_says_how_to_fix(log, "lora.rank=32")
     assert file_sha256s(stages) == outputs
 

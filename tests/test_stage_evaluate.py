@@ -213,7 +213,7 @@ def test_sample_fps_comes_from_the_stored_clips(tmp_path: Path) -> None:
     from aiprod_recipes.inference.samples import NoFrameRate, sample_fps
     from aiprod_recipes.store.shards import ShardReader
 
-    rows = [{"key": f"k{i}", "item": f"c{i}", "fps": fps}
+    rows = [{"key": f"k{i}", "item": f"c{i}", "shard": "k0.safetensors", "fps": fps}
             for i, fps in enumerate([25.0, 30.0, 30.0, 25.0, 12.0])]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     latents = ShardReader(tmp_path)
