@@ -36,24 +36,8 @@ def _fresh_project(root: Path, preset: str) -> Path:
     return root
 
 
-KNOWN_BROKEN = {
-    "ltx2-av-lora-lowvram": (
-        "int8 base (model/quant.py, optimum-quanto) under train.mixed_precision = bf16 on a "
-        "CPU: the model computes in float32 there and autocast hands quanto's int8 matmul "
-        "bf16 activations against float32 scales ('expected scalar type BFloat16 but found "
-        "Float', in the train stage); on a GPU the model computes in bf16 and they agree"),
-}
-"""Presets this test proves broken on the tiny run, each with the reason. Strict: when the
-cause is fixed the test passes, pytest reports it, and the entry must go."""
-
-
-def _presets() -> list:
-    return [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_BROKEN[name], strict=True))
-            if name in KNOWN_BROKEN else name for name in recipes.names()]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", _presets())
+@pytest.mark.parametrize("preset", recipes.names())
 def test_preset_runs_end_to_end_on_the_tiny_model(preset: str, tmp_path: Path) -> None:
     root = _fresh_project(tmp_path / "project", preset)
     run_cmd([str(BIN / "aiprod-recipes"), "init", "--recipe", preset, "--overlay",

@@ -43,3 +43,13 @@ def test_quantized_base_lora_trains_one_step(base: str) -> None:
     assert all(changed)
     after = base_layer.qweight.dequantize()
     assert torch.equal(after, base_before)
+
+
+def test_int8_base_under_bf16_autocast_on_a_float32_model() -> None:
+    """The low-VRAM preset's settings on a CPU: the model computes in float32 while autocast
+    makes bf16 activations; the quantized linears take their input in their own dtype."""
+    model, processor = fresh_model(torch.float32)
+    state = setup(model, processor, sections(STRATEGIES["text_to_video"], quant="int8",
+                                             mixed_precision="bf16"), "fp")
+    metrics = train_step(state, [batch_for("text_to_video")])
+    assert torch.isfinite(torch.tensor(metrics["loss"])) and metrics["grad_norm"] > 0

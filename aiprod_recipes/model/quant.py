@@ -99,6 +99,24 @@ def quantize_linears(module: torch.nn.Module, base: str, include: list[str]) -> 
     freeze(module)
     for name, param in module.named_parameters():
         param.requires_grad_(name in trainable)
+    for layer in module.modules():
+        if isinstance(layer, QLinear) and not getattr(layer, "_inputs_aligned", False):
+            layer.register_forward_pre_hook(_input_in_weight_dtype)
+            layer._inputs_aligned = True
+
+
+def _input_in_weight_dtype(layer: torch.nn.Module, args: tuple) -> tuple:
+    """Hand a quantized linear its input in the dtype its weights dequantize to.
+
+    quanto's int8 kernels take one dtype for activations and scales, but under autocast an
+    input can arrive in another (bf16 activations over a float32 base on a CPU, float32
+    norms over a bf16 base on a GPU); an unquantized linear would have cast it itself.
+    """
+    x, *rest = args
+    dtype = layer.weight.dtype
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype:
+        return (x.to(dtype), *rest)
+    return args
 
 
 def quantize_base(model: torch.nn.Module, base: str) -> torch.nn.Module:
