@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -146,3 +147,18 @@ def code_dependencies(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -
     first = [module_file(r, package_dir) for r in roots]
     ordered = [p for p in first if p in paths] + [p for p in paths if p not in first]
     return tuple(p.relative_to(package_dir.parent).as_posix() for p in ordered)
+
+
+def code_digest(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 of the exact source of every module the roots import (names and bytes).
+
+    Per-item stages put it in their item keys: an item stored by other code is computed
+    again, so a workspace updated to new code holds what a fresh clone would compute.
+    """
+    files = sorted(f for m in import_closure(roots, package_dir)
+                   if (f := module_file(m, package_dir)) is not None)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiprod_recipes.codedeps import code_dependencies
+from aiprod_recipes.codedeps import code_dependencies, code_digest
 from aiprod_recipes.model.runtime import model_paths
 from aiprod_recipes.names import (
     BASE,
@@ -249,11 +249,19 @@ def stage_deps(stage: StageDef, spec: Spec) -> list[str]:
     return data_deps(stage, spec) + code_deps(stage)
 
 
+def _code_roots(stage: StageDef) -> tuple[str, ...]:
+    return (stage.module, *(OUTPUT_WRITERS if stage.provenance else ()))
+
+
 def code_deps(stage: StageDef) -> list[str]:
     """The package files whose code shapes the stage's result (repo-relative): its module
     and everything it imports, derived from the import graph."""
-    writers = OUTPUT_WRITERS if stage.provenance else ()
-    return list(code_dependencies((stage.module, *writers)))
+    return list(code_dependencies(_code_roots(stage)))
+
+
+def stage_code_digest(stage: StageDef) -> str:
+    """A digest of the source of every module the stage imports (see ``code_deps``)."""
+    return code_digest(_code_roots(stage))
 
 
 def data_deps(stage: StageDef, spec: Spec) -> list[str]:

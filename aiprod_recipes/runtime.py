@@ -23,7 +23,7 @@ from aiprod_recipes.dvc_bare_params import stray_params_yaml
 from aiprod_recipes.model.runtime import model_fingerprint, model_paths
 from aiprod_recipes.names import ACCELERATE_CONFIG_ENV, SPEC_FILE, resolved_spec_path, stage_dir
 from aiprod_recipes.provenance import stage_record, write_provenance
-from aiprod_recipes.registry import StageDef, data_deps, get_stage
+from aiprod_recipes.registry import StageDef, data_deps, get_stage, stage_code_digest
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.specio import load_spec, pick, section_values
 from aiprod_recipes.stages.context import Report, StageFailed, StagePaths
@@ -46,7 +46,7 @@ def stage_paths(stage: StageDef, spec: Spec, out: Path, previous: Path | None,
                       model=model_paths(spec), final=stage.out_dir, spec_file=Path(spec_file),
                       sections=stage.params(spec),
                       upstreams={up: stage_dir(up) for up in stage.reads()},
-                      share=share or Share())
+                      code_digest=stage_code_digest(stage), share=share or Share())
 
 
 def _check_inputs(stage: StageDef, spec: Spec) -> None:

@@ -180,3 +180,20 @@ def test_dvc_sees_an_edit_in_every_stage_that_imports_it(locked_project: Path,
         os.chdir(cwd)
     assert set(status) == expected
     assert {"embed", "train"} <= expected or edited != "aiprod_recipes/model/runtime.py"
+
+
+def test_code_digest_follows_the_imported_sources(tmp_path: Path) -> None:
+    from aiprod_recipes.codedeps import code_digest
+
+    pkg = tmp_path / "aiprod_recipes"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "stage.py").write_text("from aiprod_recipes.sub import helper\n")
+    (pkg / "sub" / "helper.py").write_text("X = 1\n")
+    (pkg / "other.py").write_text("Y = 1\n")
+    first = code_digest(("aiprod_recipes.stage",), pkg)
+    (pkg / "other.py").write_text("Y = 2\n")
+    assert code_digest(("aiprod_recipes.stage",), pkg) == first
+    (pkg / "sub" / "helper.py").write_text("X = 2\n")
+    assert code_digest(("aiprod_recipes.stage",), pkg) != first

@@ -62,6 +62,22 @@ def test_shapes_reuse_and_identical_bytes(project: Path) -> None:
     assert again == first
 
 
+def test_items_made_by_other_code_are_made_again(project: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workspace updated to new code must hold what a fresh clone computes: items stored
+    under another code digest are not reused."""
+    from aiprod_recipes import runtime
+
+    _prepare(project, ["pulse"])
+    _run("base", "ingest", "caption", "embed", "latents")
+    assert _run("latents")["latents"]["reused"] == 1
+    monkeypatch.setattr(runtime, "stage_code_digest", lambda stage: "other code")
+    reports = _run("ingest", "caption", "embed", "latents")
+    for stage in ("ingest", "embed", "latents"):
+        assert reports[stage]["reused"] == 0, stage
+    assert reports["caption"]["reused"] == 0  # sidecar captions are made by our code
+
+
 @pytest.mark.parametrize("policy", ["silence", "skip"])
 def test_clip_without_audio(project: Path, policy: str) -> None:
     _prepare(project, ["pulse"], audio={"on_missing": policy})

@@ -23,6 +23,11 @@ class CaptionBackendUnavailable(RuntimeError):
 class CaptionBackend(Protocol):
     """Where captions come from."""
 
+    reproducible: bool
+    """Captions come from this package's code alone (sidecar files), so a code change
+    re-makes them; a model's captions are kept across code changes (re-asking a model
+    costs time or money, and its answer is not a function of our code)."""
+
     def key_part(self, source: str) -> str | None:
         """What besides the clip's content and the caption section decides its caption
         (a sidecar's text), recorded in the item key so an edited sidecar re-captions."""

@@ -268,6 +268,8 @@ class GeminiBackend:
     """Captions from the Gemini API (``caption.backend.type = "gemini"``). The client is
     made, and the key checked, at the first clip that needs a caption."""
 
+    reproducible = False
+
     def __init__(self, caption: Any, **_: Any) -> None:
         self.backend = caption.backend
         self.instruction = caption.instruction

@@ -260,6 +260,8 @@ class QwenOmniBackend:
     sampled evenly over each clip plus its 16 kHz mono sound; the model loads at the first
     clip that needs a caption, so a rerun that reuses every caption never loads it."""
 
+    reproducible = False
+
     def __init__(self, caption: Any, *, workdir: Path, **_: Any) -> None:
         self.backend = caption.backend
         self.instruction = caption.instruction

@@ -31,6 +31,8 @@ class CaptionFileError(ValueError):
 class SidecarBackend:
     """Captions from files the user wrote (``caption.backend.type = "sidecar"``)."""
 
+    reproducible = True
+
     def __init__(self, caption: Any, *, raw_dir: Path, sources: list[str], **_: Any) -> None:
         self.texts = load_sidecar_captions(raw_dir, sorted(set(sources)),
                                            caption.backend.manifest)

@@ -57,8 +57,10 @@ def run(spec: Spec, paths: StagePaths) -> Report:
                                    Path(work))
         except CaptionFileError as e:
             raise StageFailed(f"caption: {e}") from e
+        code = paths.code_digest if backend.reproducible else None
         keyed = [(row, item_key(stage="caption", content=row["content_hash"], params=params,
-                                sidecar=backend.key_part(row["source"]))) for row in clips.rows]
+                                sidecar=backend.key_part(row["source"]), code=code))
+                 for row in clips.rows]
         reused = [previous[key] for _, key in keyed if key in previous]
         todo = [(row, key) for row, key in keyed if key not in previous]
         done = _caption_clips(backend, cfg, clips, paths.share.mine(todo), paths.share.main)

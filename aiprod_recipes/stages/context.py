@@ -48,6 +48,9 @@ class StagePaths:
     fingerprints record them)."""
     upstreams: Mapping[str, Path] = field(default_factory=dict)
     """Stage name -> finished output folder, for every stage this one declares as input."""
+    code_digest: str = ""
+    """A digest of the stage's code (every package module it imports): per-item stages
+    key their items on it, so items computed by other code are not reused."""
     share: Share = field(default_factory=Share)
     """This process's share of the items when the stage runs as several processes
     (``aiprod_recipes.store.parts``); one process by default."""

@@ -24,7 +24,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     params = section_values(spec, ("text_encoder",))
     model_fp = model_fingerprint(paths.model)
     keyed = sorted((item_key(stage="embed", item=item, caption=text, params=params,
-                             model=model_fp), item)
+                             model=model_fp, code=paths.code_digest), item)
                    for item, text in captions.items())
     components: Any = None
     with paths.shard_writer() as writer:

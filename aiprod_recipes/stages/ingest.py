@@ -198,7 +198,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     params = shaping_params(spec)
     print(f"ingest: {len(sources)} raw clip(s) in {paths.raw_dir}", file=sys.stderr)
     hashed = [(s, sha256_file(paths.raw_dir / s)) for s in tqdm(sources, desc="hash", unit="clip")]
-    keyed = sorted((item_key(stage="ingest", sha256=sha, params=params), s, sha)
+    keyed = sorted((item_key(stage="ingest", sha256=sha, params=params,
+                             code=paths.code_digest), s, sha)
                    for s, sha in _unique(hashed, quarantine))
     previous = open_previous(paths.previous)
     old_damage = ({} if paths.previous is None

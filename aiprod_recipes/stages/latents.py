@@ -23,10 +23,16 @@ from aiprod_recipes.store.shards import ShardReader, item_key
 
 
 def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
-    """A clip's key: its content, the video and audio sections, the model. It also seeds the
-    random crop, which the reference stage must reproduce exactly."""
+    """What a clip's latents are made from: its content, the video and audio sections, the
+    model. It seeds the random crop, which the reference stage must reproduce exactly, so it
+    leaves the code out (see ``stored_key``)."""
     return item_key(stage="latents", item=row["item"], content=row["content_hash"],
                     params=section_values(spec, ("video", "audio")), model=model_fp)
+
+
+def stored_key(crop_key: str, code_digest: str) -> str:
+    """The key a clip's latents are stored under: ``latents_key`` and the stage's code."""
+    return item_key(stage="latents", made_from=crop_key, code=code_digest)
 
 
 def tiling_of(spec: Spec) -> Any:
@@ -85,15 +91,16 @@ def _audio_latent(spec: Spec, components: Any, audio: np.ndarray | None,
 def run(spec: Spec, paths: StagePaths) -> Report:
     clips = ShardReader(paths.upstream(INGEST))
     model_fp = model_fingerprint(paths.model)
-    keyed = sorted((latents_key(spec, r, model_fp), r["item"]) for r in clips.rows)
+    crop_keys = {r["item"]: latents_key(spec, r, model_fp) for r in clips.rows}
+    keyed = sorted((stored_key(k, paths.code_digest), item) for item, k in crop_keys.items())
     want = {"video_encoder"} | ({"audio_encoder"} if spec.audio.enabled else set())
     components: Any = None
     skipped: list[str] = []
     with paths.shard_writer() as writer:
         for key, item in writer.to_compute(keyed, "latents"):
             row = clips.by_item[item]
-            fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR), key,
-                                 spec.audio.enabled)
+            fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR),
+                                 crop_keys[item], spec.audio.enabled)
             if fitted is None:
                 skipped.append(f"{item} (shorter than every bucket)")
                 continue

@@ -31,7 +31,8 @@ def run(spec: Spec, paths: StagePaths) -> Report:
     params = section_values(spec, ("reference", "video"))
     model_fp = model_fingerprint(paths.model)
     keyed = sorted((item_key(stage="reference", item=r["item"], content=r["content_hash"],
-                             params=params, model=model_fp), r["item"]) for r in clips.rows)
+                             params=params, model=model_fp, code=paths.code_digest), r["item"])
+                   for r in clips.rows)
     components: Any = None
     with writer:
         for key, item in writer.to_compute(keyed, "reference"):
