@@ -166,5 +166,5 @@ def _summary(adapter: Path, final: Path, entries: list[SampleEntry], metrics: di
     print("\nResults\n"
           f"  trained:       {adapter}\n"
           f"  samples:       {final / SAMPLES_DIR}/ ({len(entries)} mp4, {sound} with sound)\n"
-          f"  report:        {final / REPORT_FILE}\n"
+          f"  report:        {final / REPORT_FILE}, {final / REPORT_HTML_FILE}\n"
           f"  held-out loss: {loss}\n", file=sys.stderr)
