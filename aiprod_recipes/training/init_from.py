@@ -23,6 +23,7 @@ from aiprod_recipes.spec import Lora, init_from_is_path
 from aiprod_recipes.training.lora import (
     PEFT_ADAPTER_NAME,
     AdapterMeta,
+    key_mismatch,
     lora_layers,
     read_adapter,
 )
@@ -76,11 +77,10 @@ def load_into(model: torch.nn.Module, path: Path, lora: Lora) -> AdapterMeta:
     tensors, meta = read_adapter(path)
     check_shape(meta, lora, path)
     layers = lora_layers(model)
-    expected = {f"{n}.lora_{p}.weight" for n in layers for p in "AB"}
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    mismatch = key_mismatch(tensors, layers)
+    if mismatch:
         raise InitFromError(f"lora.init_from: {path} does not fit this model's LoRA layers "
-                            f"(missing {missing[:3]}, unexpected {extra[:3]})")
+                            f"({mismatch})")
     for name, layer in layers.items():
         scale = layer.scaling[PEFT_ADAPTER_NAME]
         a, b = layer.lora_A[PEFT_ADAPTER_NAME].weight, layer.lora_B[PEFT_ADAPTER_NAME].weight

@@ -38,6 +38,7 @@ __all__ = [
     "adapter_state",
     "add_lora",
     "attach_adapter",
+    "key_mismatch",
     "load_full_weights",
     "lora_layers",
     "make_full_trainable",
@@ -250,6 +251,15 @@ def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], AdapterMeta]:
     return tensors, AdapterMeta.from_header(header)
 
 
+def key_mismatch(tensors: dict[str, torch.Tensor], layers: dict[str, LoraLayer]) -> str:
+    """What differs between an adapter file's keys and a model's LoRA layers ("" if none)."""
+    expected = {f"{n}.lora_{p}.weight" for n in layers for p in "AB"}
+    if set(tensors) == expected:
+        return ""
+    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    return f"missing {missing[:3]}, unexpected {extra[:3]}"
+
+
 def attach_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) -> AdapterMeta:
     """Load an adapter file onto ``model`` as an unfused peft LoRA (for our own sampler).
 
@@ -263,11 +273,9 @@ def attach_adapter(model: torch.nn.Module, path: Path, strength: float = 1.0) ->
                         target_modules=list(meta.target_modules), bias="none")
     inject_adapter_in_model(config, model, adapter_name=PEFT_ADAPTER_NAME)
     layers = lora_layers(model)
-    expected = {f"{n}.lora_{p}.weight" for n in layers for p in "AB"}
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-        raise ValueError(f"{path}: adapter keys do not match the model "
-                         f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    mismatch = key_mismatch(tensors, layers)
+    if mismatch:
+        raise ValueError(f"{path}: adapter keys do not match the model ({mismatch})")
     with torch.no_grad():
         for name, layer in layers.items():
             for part, module in (("A", layer.lora_A[PEFT_ADAPTER_NAME]),
