@@ -1,3 +1,3 @@
-from aiprod_recipes.cli import main
+from aiprod_recipes.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -7,8 +7,11 @@ bad usage.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 
 import tomllib
@@ -234,5 +237,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_SPEC
 
 
+def entry() -> None:
+    """The console script: ``main``, then an exit that skips tearing the interpreter down.
+
+    A stage process holds torch and, for some stages, transformers and the model libraries;
+    freeing their modules one by one at exit takes up to a second and a half, more than a
+    stage's own work when it adds one clip, and DVC waits for it at every stage. By the time
+    ``main`` returns, every output is written, closed and moved into place, so once the exit
+    handlers have run and the standard streams are flushed the process can end at once.
+    With a non-daemon thread still running (a tracker's uploader, say), the ordinary exit
+    waits for it.
+    """
+    code = main()
+    if any(not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

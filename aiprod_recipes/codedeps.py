@@ -81,9 +81,17 @@ def imported_modules(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
     path = module_file(module, package_dir)
     if path is None:
         return set()
-    found: set[str] = set()
     st = path.stat()
-    for node in _run_nodes(_parse(path, st.st_mtime_ns, st.st_size)):
+    return set(_file_imports(module, package_dir, path, st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_imports(module: str, package_dir: Path, path: Path, mtime_ns: int,
+                  size: int) -> frozenset[str]:
+    """``imported_modules`` of one unchanged file, worked out once per process (every
+    stage's closure walks the shared modules again)."""
+    found: set[str] = set()
+    for node in _run_nodes(_parse(path, mtime_ns, size)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -92,7 +100,7 @@ def imported_modules(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
             found.add(base)
             # ``from pkg import name``: name may be a submodule
             found |= {f"{base}.{a.name}" for a in node.names}
-    return {m for m in found if module_file(m, package_dir) is not None}
+    return frozenset(m for m in found if module_file(m, package_dir) is not None)
 
 
 def _with_parents(module: str) -> set[str]:

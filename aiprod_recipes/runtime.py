@@ -60,13 +60,13 @@ def _check_inputs(stage: StageDef, spec: Spec) -> None:
         )
 
 
-def _check_rendered(spec: Spec) -> None:
+def _check_rendered(stage: StageDef, spec: Spec) -> None:
     """dvc.yaml names paths from the spec (raw clips, checkpoint, lora.init_from) and params
     that depend on a switch (eval.every_steps): when the spec moved on without a re-render,
-    DVC would track the wrong inputs, so stop and say how to fix it."""
+    DVC would track the wrong inputs for this stage, so stop and say how to fix it."""
     from aiprod_recipes import render
 
-    if render.DVC_YAML.exists() and not render.is_current(spec):
+    if render.DVC_YAML.exists() and not render.stage_is_current(stage, spec):
         raise StageFailed(f"{render.DVC_YAML} does not match the spec (a path, the model "
                           "source, lora.init_from or eval.every_steps on/off changed): run "
                           "`aiprod-recipes render`, then `dvc repro`")
@@ -180,7 +180,7 @@ def run_stage(name: str, spec_path: Path | str = SPEC_FILE) -> Report:
         raise StageFailed(stray)
     spec = load_spec(spec_path)
     stage = get_stage(name, spec)
-    _check_rendered(spec)
+    _check_rendered(stage, spec)
     _check_resolved(stage, spec)
     _check_inputs(stage, spec)
     config = launch_config(stage, spec)

@@ -65,3 +65,29 @@ def test_remembered_file_hash_follows_changes(tmp_path: Path) -> None:
     path.write_bytes(b"second!")
     os.utime(path, ns=(1, 1))
     assert sha256_file(path) == hashlib.sha256(b"second!").hexdigest()
+
+
+def test_console_exit_keeps_code_output_and_exit_handlers(tmp_path: Path) -> None:
+    """The console script ends without tearing the interpreter down: the exit code, all
+    that was printed (to a pipe, so block-buffered) and the exit handlers survive it."""
+    import json
+    import subprocess
+    import sys
+
+    marker = tmp_path / "handler-ran"
+
+    def console(*argv: str) -> subprocess.CompletedProcess[str]:
+        code = ("import atexit, pathlib, sys; from aiprod_recipes import cli; "
+                f"atexit.register(pathlib.Path({str(marker)!r}).touch); "
+                f"sys.argv = ['aiprod-recipes', *{list(argv)!r}]; cli.entry()")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=tmp_path, check=False)
+
+    failed = console("run", "ingest")
+    assert failed.returncode == 2
+    assert "params.toml: file not found" in failed.stderr
+    assert marker.exists()
+    marker.unlink()
+    schema = console("schema")
+    assert schema.returncode == 0 and marker.exists()
+    assert "lora" in json.loads(schema.stdout)["$defs"]["Spec"]["properties"]
