@@ -14,6 +14,7 @@ Run: ``python bench/bench_dvc_scale.py [N]`` (default 1000).
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -130,7 +131,10 @@ def measure(root: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    clips = int(sys.argv[1]) if len(sys.argv) > 1 else CLIPS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", type=int, nargs="?", default=CLIPS,
+                        help=f"synthetic clips (default {CLIPS})")
+    clips = parser.parse_args().clips
     print(f"DVC bookkeeping with {clips} clips ({CLIP_BYTES} B each), best of {REPEATS}:")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-dvc-scale-") as tmp:

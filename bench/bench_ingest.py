@@ -160,15 +160,15 @@ def _each(fn: Callable[[Path], object], paths: list[Path]) -> Timing:
 
 
 def run_stage_in(project: Path, raw: Path) -> Timing:
-    """One ingest stage run over ``raw`` in a fresh scratch project."""
+    """One ingest stage run over ``raw``, a folder inside the scratch ``project`` (the spec
+    takes input paths inside the project only)."""
     import tomlkit
     import tomllib
 
     from aiprod_recipes.runtime import run_stage
 
     doc = tomllib.loads((REPO / "recipes" / "tiny.toml").read_text())
-    doc["data"]["raw_dir"] = str(raw)
-    project.mkdir()
+    doc["data"]["raw_dir"] = raw.relative_to(project).as_posix()
     (project / "params.toml").write_text(tomlkit.dumps(doc))
     cwd = os.getcwd()
     os.chdir(project)
@@ -310,8 +310,8 @@ def main(argv: list[str]) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        raw = Path(tmp) / "raw"
-        raw.mkdir()
+        raw = Path(tmp) / "project" / "raw"
+        raw.mkdir(parents=True)
         t0 = time.perf_counter()
         paths = make_clips(raw, args.clips, width, height, args.seconds)
         print(f"{len(paths)} clips of {width}x{height}, {args.seconds:g} s at {FPS} fps, "

@@ -106,11 +106,11 @@ def main() -> None:
         pipeline_steps(pipe_state, batch, 3)
         bare_steps(bare_state, batch, 3)
         pipe, bare = [], []
-        for _ in range(3):
-            pipe += pipeline_steps(pipe_state, batch, args.steps // 3)
-            bare += bare_steps(bare_state, batch, args.steps // 3)
+        for _ in range(3):  # interleaved, so a busy spell of the machine hits both loops
+            pipe += pipeline_steps(pipe_state, batch, max(1, args.steps // 3))
+            bare += bare_steps(bare_state, batch, max(1, args.steps // 3))
     p, b = statistics.median(pipe), statistics.median(bare)
-    print(f"size {args.size}, {args.steps} steps each, torch threads {torch.get_num_threads()}")
+    print(f"size {args.size}, {len(pipe)} steps each, torch threads {torch.get_num_threads()}")
     print(f"{'loop':<10} {'median ms/step':>15}")
     print(f"{'pipeline':<10} {p * 1000:>15.1f}")
     print(f"{'bare':<10} {b * 1000:>15.1f}")
