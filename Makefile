@@ -61,7 +61,7 @@ lint: install ## ruff
 	$(BIN)/ruff check .
 
 bench: install ## every benchmark in bench/ (prints figures)
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_*.py bench/plan_presets.py; do $(BIN)/python $$b || exit 1; done
 
 clean: ## remove .venv
 	rm -rf $(VENV)
