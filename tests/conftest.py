@@ -64,6 +64,45 @@ def git_dvc_repo(tmp_path: Path) -> Path:
     return init_git_dvc(tmp_path / "repo")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a test's own server or a
+    process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TWO_PROCESSES = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+machine_rank: 0
+num_processes: 2
+main_process_port: {port}
+mixed_precision: "no"
+rdzv_backend: static
+same_network: true
+use_cpu: false
+"""
+"""An accelerate config for two processes on this machine (gloo on a CPU); format ``port``."""
+
+
+def dvc_status(root: Path) -> dict:
+    """What ``dvc status --json`` prints for the project at ``root``, from DVC's API in this
+    process (no start-up cost per call)."""
+    from dvc.repo import Repo
+
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        with Repo() as repo:
+            return repo.status()
+    finally:
+        os.chdir(cwd)
+
+
 def shipped_fsdp_config(port: int) -> str:
     """recipes/accelerate/fsdp.yaml as shipped, for two processes on this machine (on a CPU
     the trainer shards over gloo)."""

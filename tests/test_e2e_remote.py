@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from aiprod_recipes.names import STAGES_DIR
-from tests.conftest import git_commit, run_cmd
+from tests.conftest import free_port, git_commit, run_cmd
 from tests.e2e_fixtures import (
     RAW_DIR,
     cache_objects,
@@ -173,12 +173,6 @@ def test_corrupted_remote_object(locked_project: Path, tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- ssh remote
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(POLL_S)
@@ -244,7 +238,7 @@ def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     _keygen(d / "host_key")
     _keygen(d / "client_key")
     shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    port, user = _free_port(), getpass.getuser()
+    port, user = free_port(), getpass.getuser()
     (d / "sshd_config").write_text(SSHD_CONFIG.format(port=port, dir=d, user=user))
     home = d / "home"
     home.mkdir()

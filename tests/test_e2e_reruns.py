@@ -24,7 +24,7 @@ from aiprod_recipes.names import SPEC_FILE, VALIDATE, resolved_spec_path
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.spec import SECTIONS
 from aiprod_recipes.specio import load_spec
-from tests.conftest import run_cmd
+from tests.conftest import dvc_status, run_cmd
 from tests.e2e_fixtures import (
     changed_inputs,
     downstream,
@@ -69,20 +69,6 @@ def _status(root: Path) -> dict[str, Any]:
     return json.loads(proc.stdout or "{}")
 
 
-def _status_in_process(root: Path) -> dict[str, Any]:
-    """What ``dvc status --json`` prints, from DVC's API in this process (no start-up cost
-    per call)."""
-    from dvc.repo import Repo
-
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        with Repo() as repo:
-            return repo.status()
-    finally:
-        os.chdir(cwd)
-
-
 def _change(root: Path, section: str) -> None:
     key, value = CHANGES[section]
     set_param(root, key, value)
@@ -113,16 +99,16 @@ def test_copy_starts_clean(project_copy: Path) -> None:
 
 def test_status_api_matches_the_command(project_copy: Path) -> None:
     _change(project_copy, "model")
-    assert _status_in_process(project_copy) == _status(project_copy) != {}
+    assert dvc_status(project_copy) == _status(project_copy) != {}
 
 
 @pytest.mark.parametrize("section", SECTIONS)
 def test_status_reports_exactly_the_readers(project_copy: Path, section: str) -> None:
     expected = readers(project_stages(project_copy), CHANGES[section][0])
     _change(project_copy, section)
-    assert set(_status_in_process(project_copy)) == {VALIDATE}
+    assert set(dvc_status(project_copy)) == {VALIDATE}
     _resolve(project_copy)
-    status = _status_in_process(project_copy)
+    status = dvc_status(project_copy)
     assert set(status) == expected
     assert {"changed deps": {SPEC_FILE: "modified"}} in status[VALIDATE]
     resolved = resolved_spec_path().as_posix()

@@ -13,6 +13,7 @@ from aiprod_recipes.names import VALIDATE
 from aiprod_recipes.registry import get_stage, stage_deps
 from aiprod_recipes.runtime import StageFailed, run_stage
 from aiprod_recipes.specio import decode_spec, load_spec
+from tests.conftest import dvc_status
 from tests.e2e_fixtures import set_param
 
 MANIFEST = {"caption": {"backend": {"type": "sidecar", "manifest": "../captions.csv"}},
@@ -49,18 +50,6 @@ def test_a_missing_manifest_is_named_before_the_stage_runs(project: Path) -> Non
         run_stage("caption")
 
 
-def _dvc_status(root: Path) -> dict:
-    from dvc.repo import Repo
-
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        with Repo() as repo:
-            return repo.status()
-    finally:
-        os.chdir(cwd)
-
-
 def test_editing_the_manifest_makes_captions_stale(locked_project: Path) -> None:
     """The issue's case: a manifest named relative to the clips folder, outside it; an edit
     of the manifest must show up in ``dvc status`` as a change of the caption stage."""
@@ -79,8 +68,8 @@ def test_editing_the_manifest_makes_captions_stale(locked_project: Path) -> None
             repo.commit(force=True)
     finally:
         os.chdir(cwd)
-    assert _dvc_status(root) == {}
+    assert dvc_status(root) == {}
     manifest.write_text("clip,caption\npulse.mp4,a pulsing light\n", encoding="utf-8")
-    status = _dvc_status(root)
+    status = dvc_status(root)
     assert set(status) == {"caption"}
     assert status["caption"] == [{"changed deps": {"data/captions.csv": "modified"}}]

@@ -8,7 +8,6 @@ spec, so it cannot rerun a stage; here it is a two-process config on this machin
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from aiprod_recipes.names import ACCELERATE_CONFIG_ENV, PARTS_DIR, stage_dir
 from aiprod_recipes.runtime import run_stage
 from aiprod_recipes.store.shards import ShardReader, ShardWriter
-from tests.conftest import copy_project, prepare_project
+from tests.conftest import TWO_PROCESSES, copy_project, free_port, prepare_project
 
 SPEC = {
     "video": {"buckets": [{"width": 64, "height": 64, "frames": 9}]},
@@ -24,26 +23,6 @@ SPEC = {
     "strategy": {"type": "video_to_video"},
 }
 STAGES = ("caption", "embed", "latents", "reference")
-
-TWO_PROCESSES = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_GPU
-num_machines: 1
-machine_rank: 0
-num_processes: 2
-main_process_port: {port}
-mixed_precision: "no"
-rdzv_backend: static
-same_network: true
-use_cpu: false
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _files(stage: str, root: Path = Path()) -> dict[str, bytes]:
     folder = root / stage_dir(stage)
@@ -91,7 +70,7 @@ def test_two_processes_write_the_one_process_bytes(
     _keep_all_but_one(one_process / stage_dir("latents"), copy / stage_dir("latents"))
     reports = {}
     for stage in STAGES:
-        (copy / "two.yaml").write_text(TWO_PROCESSES.format(port=_free_port()))
+        (copy / "two.yaml").write_text(TWO_PROCESSES.format(port=free_port()))
         reports[stage] = run_stage(stage)
         assert reports[stage].pop("processes") == 2
         assert _files(stage) == _files(stage, one_process), stage
@@ -130,7 +109,7 @@ def test_a_second_machine_joins_and_the_first_writes(
 
     copy = tmp_path / "project"
     shutil.copytree(prepared, copy)
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in (0, 1):
         (copy / f"machine{rank}.yaml").write_text(TWO_MACHINES.format(rank=rank, port=port))
@@ -163,7 +142,7 @@ def test_two_processes_caption_with_the_local_model(
     run_stage("caption")
     one = _files("caption")
     shutil.rmtree(copy / stage_dir("caption"))
-    (copy / "two.yaml").write_text(TWO_PROCESSES.format(port=_free_port()))
+    (copy / "two.yaml").write_text(TWO_PROCESSES.format(port=free_port()))
     monkeypatch.setenv(ACCELERATE_CONFIG_ENV, str(copy / "two.yaml"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     report = run_stage("caption")

@@ -32,7 +32,9 @@ from aiprod_recipes.runtime import StageFailed, run_stage
 from aiprod_recipes.specio import load_spec
 from tests.conftest import (
     BIN,
+    TWO_PROCESSES,
     copy_project,
+    free_port,
     prepare_project,
     run_cmd,
     shipped_fsdp_config,
@@ -329,33 +331,11 @@ def test_other_params_start_fresh(copy: Path) -> None:
     assert not report["resumed"] and report["steps"] == 18
 
 
-DDP_CPU = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_GPU
-num_machines: 1
-machine_rank: 0
-num_processes: 2
-main_process_port: {port}
-mixed_precision: "no"
-rdzv_backend: static
-same_network: true
-use_cpu: false
-"""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(copy: Path) -> None:
     """Two gloo processes through accelerate; only the main one writes the outputs (and
     validates while the other waits)."""
-    (copy / "ddp.yaml").write_text(DDP_CPU.format(port=_free_port()))
+    (copy / "ddp.yaml").write_text(TWO_PROCESSES.format(port=free_port()))
     write_spec(copy, data={"raw_dir": "raw"},
                **{**SPEC, "train": {**SPEC["train"], "accelerate_config": "ddp.yaml",
                                     "keep_checkpoints": 1},
@@ -371,7 +351,7 @@ def test_two_process_ddp_on_cpu(copy: Path) -> None:
 def _train_under(project: Path, config: str, mode: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    port = _free_port()
+    port = free_port()
     (project / "acc.yaml").write_text(shipped_fsdp_config(port) if config == "fsdp"
                                       else config.format(port=port))
     write_spec(project, data={"raw_dir": "raw"},
@@ -387,7 +367,7 @@ def _train_under(project: Path, config: str, mode: str) -> dict[str, torch.Tenso
 def test_two_process_fsdp_saves_what_ddp_saves(copy: Path, mode: str) -> None:
     """Sharded weights (and the checkpoints written every 3 steps) are gathered in full:
     the saved file equals the DDP run's within rounding."""
-    ddp = _train_under(copy, DDP_CPU, mode)
+    ddp = _train_under(copy, TWO_PROCESSES, mode)
     fsdp = _train_under(copy, "fsdp", mode)
     assert fsdp.keys() == ddp.keys()
     for key, value in ddp.items():
