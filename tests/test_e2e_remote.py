@@ -362,6 +362,7 @@ def _s3_keys(server: S3Server, url: str) -> set[str]:
             for o in page.get("Contents", [])}
 
 
+@pytest.mark.slow
 def test_s3_remote_push_then_pull(locked_project: Path, s3_server: S3Server, s3_url: str,
                                   tmp_path: Path) -> None:
     _add_s3_remote(locked_project, s3_url, s3_server.endpoint)
