@@ -99,17 +99,24 @@ def capture(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generators: dict[str, torch.Generator],
     extra: dict[str, Any] | None = None,
-) -> Snapshot:
+    keep: bool = True,
+) -> Snapshot | None:
     """Copy the live training state (weights detached to CPU).
 
     Sharded (FSDP) weights and optimizer states are gathered in full, so every process
-    must call this, in step; the snapshot is the same whatever the process count.
+    must call this, in step; the snapshot is the same whatever the process count. Only the
+    process that writes it keeps it (``keep``): the others take part in the gathering and
+    get None, holding no copy of the weights.
     """
+    weights = gathered(params, keep)
+    optimizer_state = gathered_tree(optimizer.state_dict(), keep)
+    if not keep:
+        return None
     return Snapshot(
         step=step,
         resume_key=key,
-        weights=gathered(params),
-        optimizer=gathered_tree(optimizer.state_dict()),  # type: ignore[arg-type]
+        weights=weights,
+        optimizer=optimizer_state,  # type: ignore[arg-type]
         scheduler=scheduler.state_dict(),
         generators={k: g.get_state() for k, g in generators.items()},
         rng=_rng_state(),

@@ -178,10 +178,9 @@ def save_state(state: TrainState, root: Path) -> Path | None:
     """Write a resumable checkpoint of ``state`` (atomic). Every process calls this (sharded
     weights are gathered); the main one writes and gets the folder."""
     snap = capture(state.step, state.resume_key, state.params, state.optimizer,
-                   state.scheduler, state.generators.as_dict())
-    if not state.accelerator.is_main_process:
-        return None
-    return save_checkpoint(root, snap)
+                   state.scheduler, state.generators.as_dict(),
+                   keep=state.accelerator.is_main_process)
+    return None if snap is None else save_checkpoint(root, snap)
 
 
 def _autocast(state: TrainState) -> contextlib.AbstractContextManager:

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 import torch
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from aiprod_recipes.model.offload import BLOCKS
+
 __all__ = [
     "FSDPSettings",
     "distributed_like",
@@ -35,7 +37,6 @@ __all__ = [
     "sharded_like",
 ]
 
-BLOCKS = "transformer_blocks"
 _RESHARD = {"FULL_SHARD": True, "1": True, "SHARD_GRAD_OP": False, "2": False}
 
 
@@ -93,15 +94,17 @@ def gathered(tensors: Mapping[str, torch.Tensor], keep: bool = True) -> dict[str
     return out
 
 
-def gathered_tree(obj: object) -> object:
+def gathered_tree(obj: object, keep: bool = True) -> object:
     """``obj`` (an optimizer state dict: nested dicts and lists) with every sharded tensor
-    replaced by its full CPU copy (a collective, in the tree's order)."""
+    replaced by its full CPU copy (a collective, in the tree's order). ``keep`` False: take
+    part in the gathering, keep no copy."""
     if isinstance(obj, DTensor):
-        return obj.full_tensor().detach().cpu()
+        full = obj.full_tensor()
+        return full.detach().cpu() if keep else None
     if isinstance(obj, dict):
-        return {k: gathered_tree(v) for k, v in obj.items()}
+        return {k: gathered_tree(v, keep) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(gathered_tree(v) for v in obj)
+        return type(obj)(gathered_tree(v, keep) for v in obj)
     return obj
 
 
