@@ -127,11 +127,12 @@ def build(config: Any, device: torch.device, dtype: torch.dtype
 def make_batch(load: Any, gemma_hidden: int, fps: float, downscale: int) -> Any:
     """Random latents and text features with the shapes the train stage reads."""
     from aiprod_recipes.model.text import PromptFeatures
+    from aiprod_recipes.model.vae import video_latent_shape
     from aiprod_recipes.training.forward import Batch
 
     b = load.bucket
     g = torch.Generator().manual_seed(0)
-    frames, h, w = 1 + (b.frames - 1) // 8, b.height // 32, b.width // 32
+    _, frames, h, w = video_latent_shape(b.frames, b.height, b.width)
     n = load.batch_size
     mask = torch.zeros(load.text, dtype=torch.bool)
     mask[-min(load.text, 64):] = True

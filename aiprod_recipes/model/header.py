@@ -38,6 +38,21 @@ def checkpoint_fingerprint(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
+PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
+"""The text connectors' input projection: its shape gives the Gemma it was trained on."""
+
+
+def projection_text_dims(checkpoint: Path) -> tuple[int, int] | None:
+    """(hidden size, layers) of the Gemma whose stacked hidden states (layers + embeddings)
+    the checkpoint's text projection reads, from the header; None without that weight."""
+    _, header = read_header(checkpoint)
+    entry = header.get(PROJECTION_KEY)
+    if entry is None:
+        return None
+    hidden, flat = entry["shape"]
+    return hidden, flat // hidden - 1
+
+
 def checkpoint_config(checkpoint: Path) -> dict[str, Any]:
     """The ``config`` JSON stored in the checkpoint header."""
     _, header = read_header(checkpoint)

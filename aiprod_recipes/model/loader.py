@@ -56,7 +56,7 @@ from ltx_core.model.video_vae import (
     VideoEncoderConfigurator,
 )
 
-from aiprod_recipes.model.header import read_header
+from aiprod_recipes.model.header import projection_text_dims
 
 if TYPE_CHECKING:
     from ltx_core.text_encoders.gemma import EmbeddingsProcessor, GemmaTextEncoder
@@ -80,7 +80,6 @@ _NEEDS_GEMMA_DIR = frozenset({"text_encoder"})
 _TEXT = frozenset({"text_encoder", "embeddings_processor"})
 """Components sized by ltx-core's Gemma config (built with the Gemma package imported)."""
 _CPU = torch.device("cpu")
-_PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
 
 
 @dataclass
@@ -117,12 +116,10 @@ def _projection_gemma_config(checkpoint: Path) -> Gemma3ConfigData:
 
     from aiprod_recipes.model.gemma_config import with_text_dims
 
-    _, header = read_header(checkpoint)
-    entry = header.get(_PROJECTION_KEY)
-    if entry is None:
+    dims = projection_text_dims(checkpoint)
+    if dims is None:
         return Gemma3ConfigData()
-    hidden, flat = entry["shape"]
-    return with_text_dims(hidden_size=hidden, num_hidden_layers=flat // hidden - 1)
+    return with_text_dims(hidden_size=dims[0], num_hidden_layers=dims[1])
 
 
 def gemma_weight_paths(gemma_dir: Path) -> tuple[str, ...]:

@@ -32,9 +32,11 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from aiprod_recipes.model.errors import ModelSettingError
 
-__all__ = ["BlockSwap", "BlockSwapError", "check_blocks_to_swap", "swap_blocks"]
+__all__ = ["BLOCKS", "BlockSwap", "BlockSwapError", "check_blocks_to_swap", "swap_blocks"]
 
 BLOCKS = "transformer_blocks"
+"""The ModuleList of ``BasicAVTransformerBlock`` in ``LTXModel``: what is swapped, loaded,
+compiled and sharded block by block."""
 
 
 class BlockSwapError(ModelSettingError):

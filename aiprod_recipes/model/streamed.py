@@ -33,13 +33,11 @@ from ltx_core.model.transformer.model_configurator import (
 )
 from safetensors import safe_open
 
-from aiprod_recipes.model.offload import check_blocks_to_swap
+from aiprod_recipes.model.offload import BLOCKS, check_blocks_to_swap
 from aiprod_recipes.model.quant import base_targets, check_quant_runs, quantize_linears
 
-__all__ = ["BLOCKS", "BlockHook", "StateHook", "load_transformer"]
+__all__ = ["BlockHook", "StateHook", "load_transformer"]
 
-BLOCKS = "transformer_blocks"
-"""The ModuleList of ``BasicAVTransformerBlock`` in ``LTXModel``."""
 
 BlockHook = Callable[[int, LTXModel], None]
 StateHook = Callable[[dict[str, torch.Tensor]], None]

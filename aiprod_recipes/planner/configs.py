@@ -36,8 +36,6 @@ PUBLISHED: dict[str, str] = {"ltx2-19b": "ltx2-19b.json"}
 GEMMA3_12B_TEXT = (3840, 48)
 """Hidden size and depth of Gemma-3-12B, LTX-2's text encoder."""
 
-_PROJECTION_KEY = "text_embedding_projection.aggregate_embed.weight"
-
 
 class UnknownModel(ValueError):
     """No config can be found for the model asked for."""
@@ -78,23 +76,18 @@ def _tiny(source: TinyModel) -> ModelConfig:
 
 
 def _checkpoint(source: CheckpointModel) -> ModelConfig:
-    from aiprod_recipes.model.header import read_header
+    from aiprod_recipes.model.header import checkpoint_config, projection_text_dims
 
     path = Path(source.path)
     if not path.is_file():
         raise UnknownModel(
             f"model.source.path: {path} does not exist; plan with --model "
             f"{' / '.join(sorted(PUBLISHED))} to size a published model instead")
-    _, header = read_header(path)
-    config = json.loads(header.get("__metadata__", {}).get("config", "{}"))
+    config = checkpoint_config(path)
     if "transformer" not in config:
         raise UnknownModel(f"{path}: the safetensors header has no transformer config")
-    entry = header.get(_PROJECTION_KEY)
-    gemma = GEMMA3_12B_TEXT
-    if entry is not None:
-        hidden, flat = entry["shape"]
-        gemma = (hidden, flat // hidden - 1)
-    return ModelConfig(f"checkpoint {path.name}", config, gemma)
+    return ModelConfig(f"checkpoint {path.name}", config,
+                       projection_text_dims(path) or GEMMA3_12B_TEXT)
 
 
 def load_model_config(spec: Spec, model: str | None = None) -> ModelConfig:

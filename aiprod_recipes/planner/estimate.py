@@ -123,14 +123,14 @@ def _updated(spec: Spec, sizes: dict[str, int]) -> list[int]:
 
 
 def check(spec: Spec, inv: Inventory) -> None:
-    """Rules that need the model: the spec is fine, the model cannot run it."""
-    n = spec.memory.blocks_to_swap
-    if n and n >= inv.num_layers:
-        raise PlanError(f"memory.blocks_to_swap: must be less than the model's "
-                        f"{inv.num_layers} transformer blocks, got {n}")
-    if n and spec.train.mode == "full":
-        raise PlanError('memory.blocks_to_swap: swaps frozen weights; a full fine-tune has '
-                        'none (train.mode = "full")')
+    """Rules that need the model: the spec is fine, the model cannot run it (the loader's
+    own check, so a plan refuses what a run would refuse, in the same words)."""
+    from aiprod_recipes.model.offload import BlockSwapError, check_blocks_to_swap
+
+    try:
+        check_blocks_to_swap(spec.memory.blocks_to_swap, inv.num_layers)
+    except BlockSwapError as e:
+        raise PlanError(str(e)) from e
 
 
 def estimate(spec: Spec, config: ModelConfig, inv: Inventory, device: str) -> Estimate:

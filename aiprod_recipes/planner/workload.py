@@ -15,10 +15,6 @@ from aiprod_recipes.spec import Bucket, Spec, VideoToVideo
 
 __all__ = ["Workload", "bucket_workload", "largest"]
 
-TIME_FACTOR = 8
-SPACE_FACTOR = 32
-
-
 @dataclass(frozen=True)
 class Workload:
     """Token counts of one micro-batch (per sample, and the batch size)."""
@@ -49,9 +45,11 @@ class Workload:
 
 
 def _video_tokens(bucket: Bucket, downscale: int = 1) -> int:
-    frames = 1 + (bucket.frames - 1) // TIME_FACTOR
-    return frames * (bucket.height // downscale // SPACE_FACTOR) * (
-        bucket.width // downscale // SPACE_FACTOR)
+    from aiprod_recipes.model.vae import VIDEO_SPACE_FACTOR, VIDEO_TIME_FACTOR
+
+    frames = 1 + (bucket.frames - 1) // VIDEO_TIME_FACTOR
+    return frames * (bucket.height // downscale // VIDEO_SPACE_FACTOR) * (
+        bucket.width // downscale // VIDEO_SPACE_FACTOR)
 
 
 def _audio_tokens(frames: int, fps: float) -> int:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import torch
 
+from aiprod_recipes.model.offload import BLOCKS
+
 __all__ = ["DEFAULT_BACKEND", "compile_blocks"]
 
 DEFAULT_BACKEND = "inductor"
-BLOCKS = "transformer_blocks"
 
 
 def compile_blocks(model: torch.nn.Module, backend: str = DEFAULT_BACKEND) -> int:
