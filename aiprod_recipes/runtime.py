@@ -63,10 +63,15 @@ def _check_inputs(stage: StageDef, spec: Spec) -> None:
 def _check_rendered(stage: StageDef, spec: Spec) -> None:
     """dvc.yaml names paths from the spec (raw clips, checkpoint, lora.init_from) and params
     that depend on a switch (eval.every_steps): when the spec moved on without a re-render,
-    DVC would track the wrong inputs for this stage, so stop and say how to fix it."""
+    DVC would track the wrong inputs, so stop and say how to fix it. The validate stage,
+    which ``dvc repro`` runs before any other, checks the whole file (DVC has then removed
+    no output yet); every other stage checks its own entry, which is quicker than rendering
+    every stage's code dependencies at each start."""
     from aiprod_recipes import render
 
-    if render.DVC_YAML.exists() and not render.stage_is_current(stage, spec):
+    current = (render.is_current(spec) if stage.reads_spec_file
+               else render.stage_is_current(stage, spec))
+    if render.DVC_YAML.exists() and not current:
         raise StageFailed(f"{render.DVC_YAML} does not match the spec (a path, the model "
                           "source, lora.init_from or eval.every_steps on/off changed): run "
                           "`aiprod-recipes render`, then `dvc repro`")

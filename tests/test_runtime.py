@@ -53,6 +53,20 @@ def test_stale_dvc_yaml_stops_a_stage(project, capsys) -> None:
     assert "aiprod-recipes render" in capsys.readouterr().err
 
 
+def test_validate_checks_the_whole_dvc_yaml(project, capsys) -> None:
+    """A switch that changes another stage's entry (train's params with eval.every_steps)
+    stops validate, the first stage DVC runs, before DVC removes any output."""
+    from aiprod_recipes import render
+    from aiprod_recipes.specio import load_spec
+    from tests.conftest import write_spec
+
+    write_spec(project, data={"raw_dir": "raw"})
+    render.write(load_spec("params.toml"))
+    write_spec(project, data={"raw_dir": "raw"}, eval={"every_steps": 5})
+    assert main(["run", "validate"]) == 1
+    assert "aiprod-recipes render" in capsys.readouterr().err
+
+
 def test_remembered_file_hash_follows_changes(tmp_path: Path) -> None:
     import hashlib
     import os
