@@ -260,8 +260,10 @@ def code_deps(stage: StageDef) -> list[str]:
 
 
 def stage_code_digest(stage: StageDef) -> str:
-    """A digest of the source of every module the stage imports (see ``code_deps``)."""
-    return code_digest(_code_roots(stage))
+    """A digest of the source of every module the stage's own module imports: what a stored
+    item was computed by. The provenance writer is left out (it shapes provenance.json, not
+    an item), so a change there reruns the stage (``code_deps``) but reuses its items."""
+    return code_digest((stage.module,))
 
 
 def data_deps(stage: StageDef, spec: Spec) -> list[str]:

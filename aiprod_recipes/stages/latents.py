@@ -22,12 +22,17 @@ from aiprod_recipes.stages.context import Report, StagePaths
 from aiprod_recipes.store.shards import ShardReader, item_key
 
 
-def latents_key(spec: Spec, row: dict[str, Any], model_fp: str) -> str:
-    """What a clip's latents are made from: its content, the video and audio sections, the
-    model. It seeds the random crop, which the reference stage must reproduce exactly, so it
-    leaves the code out (see ``stored_key``)."""
+def latents_params(spec: Spec) -> dict[str, Any]:
+    """The sections a clip's latents are made with (resolved once per run, not per clip)."""
+    return section_values(spec, ("video", "audio"))
+
+
+def latents_key(params: dict[str, Any], row: dict[str, Any], model_fp: str) -> str:
+    """What a clip's latents are made from: its content, the video and audio sections
+    (``latents_params``), the model. It seeds the random crop, which the reference stage
+    must reproduce exactly, so it leaves the code out (see ``stored_key``)."""
     return item_key(stage="latents", item=row["item"], content=row["content_hash"],
-                    params=section_values(spec, ("video", "audio")), model=model_fp)
+                    params=params, model=model_fp)
 
 
 def stored_key(crop_key: str, code_digest: str) -> str:
@@ -91,7 +96,8 @@ def _audio_latent(spec: Spec, components: Any, audio: np.ndarray | None,
 def run(spec: Spec, paths: StagePaths) -> Report:
     clips = ShardReader(paths.upstream(INGEST))
     model_fp = model_fingerprint(paths.model)
-    crop_keys = {r["item"]: latents_key(spec, r, model_fp) for r in clips.rows}
+    params = latents_params(spec)
+    crop_keys = {r["item"]: latents_key(params, r, model_fp) for r in clips.rows}
     keyed = sorted((stored_key(k, paths.code_digest), item) for item, k in crop_keys.items())
     want = {"video_encoder"} | ({"audio_encoder"} if spec.audio.enabled else set())
     components: Any = None

@@ -25,11 +25,17 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         return {"enabled": False, "clips": 0}
     from aiprod_recipes.media.canny import canny_video
     from aiprod_recipes.model.vae import encode_video
-    from aiprod_recipes.stages.latents import clip_pixels, latents_key, tiling_of
+    from aiprod_recipes.stages.latents import (
+        clip_pixels,
+        latents_key,
+        latents_params,
+        tiling_of,
+    )
 
     clips = ShardReader(paths.upstream(INGEST))
     params = section_values(spec, ("reference", "video"))
     model_fp = model_fingerprint(paths.model)
+    crop_params = latents_params(spec)
     keyed = sorted((item_key(stage="reference", item=r["item"], content=r["content_hash"],
                              params=params, model=model_fp, code=paths.code_digest), r["item"])
                    for r in clips.rows)
@@ -38,7 +44,7 @@ def run(spec: Spec, paths: StagePaths) -> Report:
         for key, item in writer.to_compute(keyed, "reference"):
             row = clips.by_item[item]
             fitted = clip_pixels(spec, row, clips.item_bytes(item, CLIP_TENSOR),
-                                 latents_key(spec, row, model_fp), with_audio=False)
+                                 latents_key(crop_params, row, model_fp), with_audio=False)
             if fitted is None:
                 continue
             bucket, frames, _ = fitted
