@@ -113,6 +113,7 @@ def _run(args: argparse.Namespace) -> Path:
     from aiprod_recipes.inference.guidance import Guidance
     from aiprod_recipes.inference.prompts import encode_prompts
     from aiprod_recipes.inference.sampler import Request, encode_image, free, generate
+    from aiprod_recipes.inference.samples import DECODERS
     from aiprod_recipes.model.offload import swap_blocks
     from aiprod_recipes.model.runtime import (
         load_model,
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> Path:
     paths = model_paths(spec)
     negative = _pick(args.negative_prompt, ev.negative_prompt)
     prompt, neg = encode_prompts(spec.model, paths, spec.text_encoder, [args.prompt, negative])
-    want = {"transformer", "embeddings_processor", "video_decoder", "audio_decoder", "vocoder"}
+    want = {"transformer", "embeddings_processor"} | DECODERS
     if args.image is not None or args.reference is not None:
         want.add("video_encoder")
     base_fp = model_fingerprint(paths)

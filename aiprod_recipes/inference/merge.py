@@ -12,7 +12,6 @@ a 19B checkpoint never sits in memory whole, and the same inputs give the same b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -24,6 +23,7 @@ from safetensors import safe_open
 
 from aiprod_recipes.inference.adapters import AdapterArg, check_base
 from aiprod_recipes.model.header import checkpoint_fingerprint
+from aiprod_recipes.provenance import sha256_file
 from aiprod_recipes.training.lora import FULL_PREFIX, read_adapter
 
 __all__ = ["MERGED_KEY", "merge"]
@@ -35,14 +35,6 @@ _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16":
 _MERGEABLE = frozenset({"F64", "F32", "F16", "BF16"})
 
 Pair = tuple[torch.Tensor, torch.Tensor, float]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _updates(adapters: Sequence[AdapterArg], base_fingerprint: str
@@ -57,7 +49,7 @@ def _updates(adapters: Sequence[AdapterArg], base_fingerprint: str
             module = key.removesuffix(".lora_A.weight")
             pair = (tensors[key], tensors[f"{module}.lora_B.weight"], arg.strength)
             updates.setdefault(f"{FULL_PREFIX}{module}.weight", []).append(pair)
-        record.append({"sha256": _sha256(arg.path), "strength": arg.strength,
+        record.append({"sha256": sha256_file(Path(arg.path)), "strength": arg.strength,
                        "spec_hash": meta.spec_hash, "rank": meta.rank})
     return updates, record
 

@@ -26,7 +26,7 @@ from aiprod_recipes.training.objective import Generators, batch_losses
 from aiprod_recipes.training.strategies import Strategy, strategy_for
 
 __all__ = ["ValClip", "clip_generators", "compare_losses", "evaluate_losses", "level_key",
-           "load_val_clips", "model_losses", "spec_losses"]
+           "load_val_clips", "mean", "model_losses", "spec_losses"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def model_losses(model: torch.nn.Module, processor: torch.nn.Module, clips: Sequ
     return out
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean(values: Sequence[float]) -> float:
+    """The mean of some losses; nan for none (a level with no usable clip)."""
     return float(sum(values) / len(values)) if values else float("nan")
 
 
@@ -108,13 +109,13 @@ def compare_losses(base: dict[float, list[float]], tuned: dict[float, list[float
     """The metrics dict from per-level losses of the base and of the trained model."""
     levels = list(spec.eval.loss_levels)
     out: dict[str, float | int] = {
-        "loss_base": _mean([v for level in levels for v in base[level]]),
-        "loss_adapter": _mean([v for level in levels for v in tuned[level]]),
+        "loss_base": mean([v for level in levels for v in base[level]]),
+        "loss_adapter": mean([v for level in levels for v in tuned[level]]),
     }
     for level in levels:
-        out[level_key("loss_base", level)] = _mean(base[level])
+        out[level_key("loss_base", level)] = mean(base[level])
     for level in levels:
-        out[level_key("loss_adapter", level)] = _mean(tuned[level])
+        out[level_key("loss_adapter", level)] = mean(tuned[level])
     out["improvement"] = out["loss_base"] - out["loss_adapter"]
     out["num_val_clips"] = num_clips
     return out

@@ -17,29 +17,22 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aiprod_recipes.inference.metrics import ValClip, level_key, spec_losses
+from aiprod_recipes.inference.metrics import ValClip, level_key, mean, spec_losses
 from aiprod_recipes.inference.sampler import Decoded
-from aiprod_recipes.inference.samples import SampleSet, render, sample_name
+from aiprod_recipes.inference.samples import DECODERS, SampleSet, render, sample_name
 from aiprod_recipes.model.loader import Components
 from aiprod_recipes.spec import Spec
 from aiprod_recipes.training.live import LiveLog
 
-__all__ = ["DECODERS", "VAL_LOSS", "PeriodicValidation"]
+__all__ = ["VAL_LOSS", "PeriodicValidation"]
 
-DECODERS = frozenset({"video_decoder", "audio_decoder", "vocoder"})
-"""The components periodic validation needs besides the training model."""
 VAL_LOSS = "val/loss"
 """The held-out loss as DVCLive logs it (the best kept checkpoint minimises it)."""
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(sum(values) / len(values))
 
 
 @dataclass
@@ -70,9 +63,9 @@ class PeriodicValidation:
         if not self.clips:
             return {}
         per_level = spec_losses(model, processor, self.clips, self.spec)
-        out = {VAL_LOSS: _mean([v for values in per_level.values() for v in values])}
+        out = {VAL_LOSS: mean([v for values in per_level.values() for v in values])}
         for level, values in per_level.items():
-            out[f"val/{level_key('loss', level)}"] = _mean(values)
+            out[f"val/{level_key('loss', level)}"] = mean(values)
         return out
 
     def run(self, model: torch.nn.Module, processor: torch.nn.Module, step: int,

@@ -34,9 +34,11 @@ from aiprod_recipes.spec import Spec
 from aiprod_recipes.store.shards import ShardReader
 from aiprod_recipes.training.strategies import SampleCondition, strategy_for, text_condition
 
-__all__ = ["TEXT_ONLY", "Job", "NoFrameRate", "SampleSet", "conditionable", "plan", "prepare",
-           "render", "sample_fps", "sample_name"]
+__all__ = ["DECODERS", "TEXT_ONLY", "Job", "NoFrameRate", "SampleSet", "conditionable", "plan",
+           "prepare", "render", "sample_fps", "sample_name"]
 
+DECODERS = frozenset({"video_decoder", "audio_decoder", "vocoder"})
+"""The components that turn sampled latents into video and sound, besides the transformer."""
 TEXT_ONLY = "text_to_video"
 """The mode of a sample made from its prompt alone."""
 

@@ -41,7 +41,7 @@ from aiprod_recipes.inference.metrics import (
 )
 from aiprod_recipes.inference.report import SampleEntry, write_metrics, write_report
 from aiprod_recipes.inference.sampler import free
-from aiprod_recipes.inference.samples import NoFrameRate, SampleSet, prepare, render
+from aiprod_recipes.inference.samples import DECODERS, NoFrameRate, SampleSet, prepare, render
 from aiprod_recipes.model.errors import ModelSettingError
 from aiprod_recipes.model.loader import Components
 from aiprod_recipes.model.offload import swap_blocks
@@ -94,7 +94,7 @@ def training_record(train_dir: Path) -> dict[str, Any]:
 def _components(spec: Spec, paths: StagePaths, samples: SampleSet) -> Components:
     want = {"transformer", "embeddings_processor"}
     if samples.jobs:
-        want |= {"video_decoder", "audio_decoder", "vocoder"}
+        want |= DECODERS
     return load_model(spec.model, paths.model, want, load_options(spec))
 
 
