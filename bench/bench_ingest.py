@@ -57,13 +57,13 @@ from aiprod_recipes.media.encode import (  # noqa: E402
     even_crop,
 )
 from aiprod_recipes.media.probe import probe  # noqa: E402
-from aiprod_recipes.media.scenes import detect_scenes  # noqa: E402
 from aiprod_recipes.media.video import SceneFrames, decode_frames  # noqa: E402
 from aiprod_recipes.spec import Ingest  # noqa: E402
 from aiprod_recipes.stages.ingest import (  # noqa: E402
     CLIP_AAC_CODER,
     CLIP_AUDIO_CHANNELS,
     CLIP_AUDIO_RATE,
+    scenes_of,
 )
 
 FPS = 24
@@ -162,14 +162,10 @@ def _each(fn: Callable[[Path], object], paths: list[Path]) -> Timing:
 def run_stage_in(project: Path, raw: Path) -> Timing:
     """One ingest stage run over ``raw``, a folder inside the scratch ``project`` (the spec
     takes input paths inside the project only)."""
-    import tomlkit
-    import tomllib
-
     from aiprod_recipes.runtime import run_stage
+    from tests.conftest import write_spec
 
-    doc = tomllib.loads((REPO / "recipes" / "tiny.toml").read_text())
-    doc["data"]["raw_dir"] = raw.relative_to(project).as_posix()
-    (project / "params.toml").write_text(tomlkit.dumps(doc))
+    write_spec(project, data={"raw_dir": raw.relative_to(project).as_posix()})
     cwd = os.getcwd()
     os.chdir(project)
     try:
@@ -178,9 +174,9 @@ def run_stage_in(project: Path, raw: Path) -> Timing:
         os.chdir(cwd)
 
 
-def _scene_pictures(path: Path, fps: float) -> list:
+def _scene_pictures(path: Path, fps: float, seconds: float | None = None) -> list:
     """A whole clip as ingest hands it to x264: decoded pictures at ``fps``, as yuv420p."""
-    seconds = probe(path).duration_s
+    seconds = probe(path).duration_s if seconds is None else seconds
     with SceneFrames(path, fps, frame_threads=False) as video:
         return [as_yuv420p(p) for _, p in video.pictures(0.0, seconds)]
 
@@ -191,12 +187,11 @@ def parts(paths: list[Path], cfg: Ingest) -> dict[str, float]:
                          f"H.264 encode ({cfg.preset})", "AAC encode"), 0.0)
     for path in paths:
         marks = [time.process_time()]
-        probe(path)
+        seconds = probe(path).duration_s
         marks.append(time.process_time())
-        detect_scenes(path, "content", {"threshold": cfg.detector.threshold},
-                      cfg.min_scene_frames)
+        scenes_of(path, cfg, seconds)  # as ingest runs it: the spec's detector, one probe
         marks.append(time.process_time())
-        pictures = _scene_pictures(path, cfg.fps)
+        pictures = _scene_pictures(path, cfg.fps, seconds)
         marks.append(time.process_time())
         sound = decode_audio(path, CLIP_AUDIO_RATE, CLIP_AUDIO_CHANNELS)
         marks.append(time.process_time())
@@ -280,9 +275,10 @@ def sound(paths: list[Path]) -> list[tuple[str, float, float]]:
 # --------------------------------------------------------------------------- report
 
 def _report_parts(paths: list[Path]) -> None:
+    from aiprod_recipes.recipes import recipe_path
     from aiprod_recipes.specio import load_spec
 
-    cfg = load_spec(REPO / "recipes" / "tiny.toml").ingest
+    cfg = load_spec(recipe_path("tiny")).ingest
     split = parts(paths, cfg)
     total = sum(split.values())
     print(f"\nwhere the stage's CPU time goes ({len(paths)} clips, parts run one after another)")

@@ -134,7 +134,7 @@ def check_frame_size(info: MediaInfo, max_w: int = MAX_WIDTH, max_h: int = MAX_H
     """Reject frame sizes the pipeline cannot handle, before decoding a single frame.
 
     Oversize frames would exhaust memory when decoded to RGB. Odd sizes are fine: ingest
-    drops the last odd row or column (``even_crop``), so a frame needs at least 2x2 pixels.
+    drops the last odd row or column (``as_yuv420p``), so a frame needs at least 2x2 pixels.
     """
     w, h = info.width, info.height
     if w <= 0 or h <= 0:

@@ -11,7 +11,7 @@ Run: ``python -m aiprod_recipes.media.sample [OUT_DIR]`` (default ``data/sample`
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,8 +241,10 @@ def generate(out_dir: str | Path = DEFAULT_OUT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    for path in generate(args[0] if args else DEFAULT_OUT):
+    parser = argparse.ArgumentParser(description="Write the sample clips and their captions.")
+    parser.add_argument("out_dir", nargs="?", default=str(DEFAULT_OUT),
+                        help=f"where to write them (default {DEFAULT_OUT})")
+    for path in generate(parser.parse_args(argv).out_dir):
         print(f"{path}  {path.stat().st_size / 1024:.1f} kB")
     return 0
 

@@ -110,7 +110,7 @@ def _encode_scene(path: Path, video: SceneFrames, cfg: Ingest, start: float, end
     return buf.getvalue(), count, size, audio is not None
 
 
-def _scenes_of(path: Path, cfg: Ingest, duration_s: float) -> list[tuple[float, float]]:
+def scenes_of(path: Path, cfg: Ingest, duration_s: float) -> list[tuple[float, float]]:
     """Scenes cut by the spec's detector, then trimmed to the allowed length range."""
     params = msgspec.to_builtins(cfg.detector)
     name = params.pop("type")
@@ -124,7 +124,7 @@ def process_source(path: Path, source: str, sha: str, cfg: Ingest, quarantine: Q
     Damage found on the way goes to the quarantine, under ``source_key``."""
     info = probe(path)
     check_frame_size(info, cfg.max_width, cfg.max_height)
-    scenes = _scenes_of(path, cfg, info.duration_s)
+    scenes = scenes_of(path, cfg, info.duration_s)
     if not scenes:
         raise MediaError(f"no scene of at least {cfg.min_duration_s}s "
                          f"(clip is {info.duration_s:.2f}s)", path)
