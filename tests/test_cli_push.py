@@ -4,14 +4,13 @@ unreachable."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from aiprod_recipes.cli import main
 from aiprod_recipes.names import ADAPTER_FILE
-from tests.conftest import BIN, run_cmd, write_spec
+from tests.conftest import BIN, free_port, run_cmd, write_spec
 from tests.fake_hub import MISSING_NAMESPACE, TOKEN, fake_hub
 from tests.test_inference_hub import adapter_dir
 
@@ -48,12 +47,6 @@ def test_push_uploads_the_adapter_and_its_card(tmp_path: Path) -> None:
     assert b"trigger word **`aiprod`**" in repo["files"]["README.md"]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case, expected", [
     pytest.param("offline", "HF_HUB_OFFLINE is set", marks=pytest.mark.slow),
     ("unreachable", "cannot reach http://127.0.0.1:"),
@@ -64,7 +57,7 @@ def test_push_errors_are_one_line(tmp_path: Path, case: str, expected: str) -> N
     write_spec(tmp_path)
     weights = adapter_dir(tmp_path) / ADAPTER_FILE
     with fake_hub() as hub:
-        endpoint = f"http://127.0.0.1:{_closed_port()}" if case == "unreachable" else hub.url
+        endpoint = f"http://127.0.0.1:{free_port()}" if case == "unreachable" else hub.url
         proc = push(tmp_path, f"{MISSING_NAMESPACE if case == 'missing' else 'alice'}/style",
                     weights, endpoint, token="wrong" if case == "token" else TOKEN,
                     offline=case == "offline")

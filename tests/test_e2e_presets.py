@@ -48,5 +48,6 @@ def test_preset_runs_end_to_end_on_the_tiny_model(preset: str, tmp_path: Path) -
     assert (root / stage_dir(EVALUATE) / METRICS_FILE).is_file()
     metrics = json.loads((root / stage_dir(EVALUATE) / METRICS_FILE).read_text())
     assert metrics["num_samples"] >= 0
+    assert metrics["num_val_clips"] >= 1 and metrics["num_samples"] == 1  # eval.max_samples
     status = run_cmd(dvc("status"), root)
     assert "up to date" in status.stdout, status.stdout

@@ -42,6 +42,7 @@ def test_block_swap_trains_the_same_adapter(checkpointing: bool) -> None:
                                             blocks_to_swap=1)
     assert state.swap is not None and list(state.swap.swapped) == [1]
     assert swapped_losses == losses
+    assert adapter and swapped.keys() == adapter.keys()
     assert all(torch.equal(adapter[k], swapped[k]) for k in adapter)
 
 
@@ -77,6 +78,7 @@ def test_compile_swap_and_checkpointing_over_an_int8_base() -> None:
     both_losses, both, _ = _train(gradient_checkpointing=True, quant="int8", compile=True,
                                   blocks_to_swap=1)
     assert both_losses == pytest.approx(losses, rel=1e-5)
+    assert adapter and both.keys() == adapter.keys()
     for key, value in adapter.items():
         assert torch.allclose(both[key], value, rtol=1e-4, atol=1e-6), key
 
@@ -88,5 +90,6 @@ def test_inductor_compiled_blocks_train_within_tolerance() -> None:
     losses, adapter, _ = _train(steps=2)
     compiled_losses, compiled, _ = _train(steps=2, compile=True, backend="inductor")
     assert compiled_losses == pytest.approx(losses, rel=1e-4)
+    assert adapter and compiled.keys() == adapter.keys()
     for key, value in adapter.items():
         assert torch.allclose(compiled[key], value, rtol=1e-3, atol=1e-5), key

@@ -4,7 +4,6 @@ refuses, and a sharded run that checkpoints and resumes to the same weights."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ import torch
 from aiprod_recipes.model.errors import ModelSettingError
 from aiprod_recipes.training.placement import place
 from aiprod_recipes.training.sharding import fsdp_settings
-from tests.conftest import BIN, REPO, shipped_fsdp_config
+from tests.conftest import BIN, REPO, free_port, shipped_fsdp_config
 from tests.test_training_fixtures import fresh_model, sections
 
 
@@ -83,10 +82,7 @@ if resumed_state.accelerator.is_main_process:
 def test_sharded_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (tmp_path / "fsdp.yaml").write_text(shipped_fsdp_config(port))
+    (tmp_path / "fsdp.yaml").write_text(shipped_fsdp_config(free_port()))
     (tmp_path / "resume.py").write_text(RESUME)
     subprocess.run([str(BIN / "accelerate"), "launch", "--config_file",
                     str(tmp_path / "fsdp.yaml"), str(tmp_path / "resume.py"), str(tmp_path),
