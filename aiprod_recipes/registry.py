@@ -75,7 +75,8 @@ class StageDef:
     """The resolved spec sections (or ``section.key``s) the stage always reads: its params
     in dvc.lock, its provenance, its item keys."""
     upstream: tuple[str, ...] = ()
-    """Other stages whose outputs this one reads (their main output folder)."""
+    """Output folders this one reads: other stages' (their main output folder), or another
+    output a stage writes beside its main one (``TRAIN_LIVE``, the live training curves)."""
     upstream_files: tuple[tuple[str, str], ...] = ()
     """(stage, file) pairs: a single file inside another stage's output."""
     uses_raw: bool = False

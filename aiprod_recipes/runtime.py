@@ -2,8 +2,10 @@
 
 Everything a stage needs arrives through ``StagePaths`` (built here from the registry);
 stages never decide paths. A stage given an accelerate config (``launch_config``) runs as
-several processes (``launch_workers``): each runs the stage's ``run`` with the same paths,
-only the main one writes, and the output is finished here as for a single process. On the
+several processes (``launch_workers``): each runs the stage's ``run`` with the same paths
+and its share of the items (per-item stages write their share as a part under the output,
+which the main process merges; training writes from the main process only), and the output
+is finished here as for a single process. On the
 other machines of a multi-machine config the stage only joins those processes
 (``join_workers``): it leaves every output alone.
 """

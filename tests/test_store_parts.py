@@ -86,6 +86,9 @@ def test_more_processes_than_items(tmp_path: Path) -> None:
     items = {"a": 1, "b": 2}
     _write(tmp_path / "one", None, items, Share(), [])
     _in_threads(4, lambda share: _write(tmp_path / "four", None, items, share, []))
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "four").iterdir())
+    assert PARTS_DIR not in names
     for path in (tmp_path / "one").iterdir():
         assert path.read_bytes() == (tmp_path / "four" / path.name).read_bytes()
 
